@@ -1,0 +1,28 @@
+# The two Quick start commands (README) live here: `make run` and `make test`.
+# Both work on a fresh machine with only python3: they create .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test bench system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/urlwarden run
+
+# Tests drive real curl and a real headless Chromium; scripts/system-deps installs them when missing.
+test: $(STAMP)
+	scripts/system-deps
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_matcher.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,160 @@
+"""The ``urlwarden`` command: a thin client of the library.
+
+Every urlwarden error ends as one line ``urlwarden: <message>`` on stderr and exit status 2,
+never a traceback. ``check`` exits 0 when every URL is allowed and 1 when any is blocked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__, canon
+from .errors import UrlwardenError
+from .lists import load_list, parse_list_spec, write_sha256_list
+from .matcher import build
+
+EXIT_OK, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:  # everything after "--" belongs to mitmproxy (urlwarden run)
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if passthrough and args.command != "run":
+        parser.error("options after '--' are only for 'urlwarden run'")
+    try:
+        return args.func(args, passthrough)
+    except UrlwardenError as exc:
+        print(f"urlwarden: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="urlwarden", description="URL-blocklist filtering proxy.")
+    parser.add_argument("--version", action="version", version=f"urlwarden {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the filtering proxy (default: 127.0.0.1:8080, sample lists)",
+                       description="Run the proxy. Options after '--' are passed to mitmproxy "
+                                   "(e.g. -- --mode transparent --set confdir=DIR).")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    p.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE[:FORMAT]",
+                   help="block list, repeatable; replaces the configuration's lists")
+    p.add_argument("--listen", metavar="HOST:PORT", help="where the proxy listens (default from the config)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("canon", help="print the canonical form and lookup expressions of URLs")
+    p.add_argument("urls", nargs="+", metavar="URL")
+    p.set_defaults(func=_cmd_canon)
+
+    p = sub.add_parser("check", help="say whether URLs are blocked (exit 1 when any is)")
+    p.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE[:FORMAT]",
+                   help="block list, repeatable (default: the embedded configuration's lists)")
+    p.add_argument("--allow", action="append", default=[], metavar="FILE[:FORMAT]", help="allow list, repeatable")
+    p.add_argument("--json", action="store_true", help="one JSON object per URL")
+    p.add_argument("urls", nargs="+", metavar="URL")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("hash-list", help="turn a plain or csv list into a sha256 list with host keys")
+    p.add_argument("input", metavar="IN[:FORMAT]")
+    p.add_argument("output", metavar="OUT", help="OUT.csv keeps ids and categories; anything else is a sha256 list")
+    p.set_defaults(func=_cmd_hash_list)
+    return parser
+
+
+def _cmd_run(args, passthrough: list[str]) -> int:
+    from .config import parse_listen
+    from .errors import ConfigError
+    from .runner import run
+
+    listen = None
+    if args.listen:
+        try:
+            listen = parse_listen(args.listen)
+        except ValueError as exc:
+            raise ConfigError(f"--listen: {exc}") from None
+    return run(args.config, args.lists, listen, passthrough)
+
+
+def _cmd_canon(args, _passthrough) -> int:
+    status = EXIT_OK
+    for url in args.urls:
+        try:
+            cu = canon.parse(url)
+        except ValueError as exc:
+            print(f"urlwarden: {url!r}: {exc}", file=sys.stderr)
+            status = EXIT_ERROR
+            continue
+        print(cu.url)
+        for expression in canon.expressions(cu):
+            print(f"  {expression}")
+    return status
+
+
+def _cmd_check(args, _passthrough) -> int:
+    if args.lists:
+        block_specs = [parse_list_spec(s) for s in args.lists]
+        allow_specs = [parse_list_spec(s) for s in args.allow]
+    else:
+        from .config import default_config_path, load_config
+
+        config = load_config(default_config_path())
+        block_specs = [lc.spec for lc in config.lists]
+        allow_specs = [lc.spec for lc in config.allow] + [parse_list_spec(s) for s in args.allow]
+    block = [load_list(s) for s in block_specs]
+    allow = [load_list(s) for s in allow_specs]
+    for parsed in block + allow:
+        for problem in parsed.problems:
+            print(f"urlwarden: warning: {problem}", file=sys.stderr)
+        if parsed.bad_lines > len(parsed.problems):
+            print(f"urlwarden: warning: {parsed.path}: {parsed.bad_lines} bad lines skipped in all", file=sys.stderr)
+    snapshot = build(block, allow)
+    status = EXIT_OK
+    for url in args.urls:
+        try:
+            verdict = snapshot.match(url)
+        except ValueError as exc:
+            print(f"urlwarden: {url!r}: {exc}", file=sys.stderr)
+            status = EXIT_ERROR
+            continue
+        blocked = verdict is not None and verdict.blocked
+        if blocked and status == EXIT_OK:
+            status = EXIT_BLOCKED
+        print(_check_line(url, verdict, args.json))
+    return status
+
+
+def _check_line(url: str, verdict, as_json: bool) -> str:
+    decision = "BLOCK" if verdict is not None and verdict.blocked else "ALLOW"
+    if as_json:
+        record = {"url": url, "decision": decision.lower()}
+        if verdict is not None:
+            record.update(list=verdict.list_name, entry=verdict.entry_id, category=verdict.category,
+                          expression=verdict.expression, action=verdict.action)
+        return json.dumps(record)
+    if verdict is None:
+        return f"ALLOW {url}"
+    via = "allow list" if not verdict.blocked else "list"
+    return f"{decision} {url} {via}={verdict.list_name} entry={verdict.entry_id} expression={verdict.expression}"
+
+
+def _cmd_hash_list(args, _passthrough) -> int:
+    parsed = load_list(parse_list_spec(args.input))
+    for problem in parsed.problems:
+        print(f"urlwarden: warning: {problem}", file=sys.stderr)
+    written = write_sha256_list(parsed, args.output)
+    print(f"urlwarden: wrote {written} entries to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

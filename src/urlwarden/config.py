@@ -1,0 +1,257 @@
+"""The urlwarden configuration file: YAML parsed at the edge into immutable values.
+
+Validation is strict and precise: unknown keys are rejected (a typo must not silently change
+what is blocked), and every error names the file and line, e.g.
+``urlwarden: /etc/urlwarden.yaml:12: lists[0].status: must be an integer from 400 to 599``.
+Paths inside the file are relative to the file's own folder. `docs/configuration.md` describes
+every key; `lists/default.yaml` is the embedded default used by a bare ``urlwarden run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from .blockpage import MAX_URL_CHARS, ListPolicy, PageSettings, http_url
+from .errors import ConfigError
+from .lists import ListSpec, make_spec
+
+__all__ = ["Config", "HttpsPolicy", "ListConfig", "default_config_path", "load_config", "parse_config"]
+
+DEFAULT_LISTEN = ("127.0.0.1", 8080)
+ON_ERROR_CHOICES = ("block", "allow")
+INTERCEPT_CHOICES = ("listed-hosts", "all", "none")
+UNINSPECTED_CHOICES = ("refuse", "pass")
+MODE_CHOICES = ("splash", "notfound", "close")
+FORMAT_CHOICES = ("plain", "sha256", "csv")
+MAX_CONFIG_BYTES = 1 << 20
+"""A configuration file larger than this is refused (it is a few hundred bytes in practice)."""
+
+
+@dataclass(frozen=True)
+class HttpsPolicy:
+    """How HTTPS is handled, decided per host at the TLS ClientHello.
+
+    intercept: "listed-hosts" intercepts only hosts the lists name (passes every other host
+    through untouched), "all" intercepts everything, "none" intercepts nothing (for deployments
+    whose clients do not trust urlwarden's CA). uninspected: with intercept "none", what to do
+    with a host that has path-level entries: "refuse" the whole host (over-blocks) or "pass"
+    it (under-blocks). Hosts listed whole are refused when not intercepted.
+    """
+
+    intercept: str = "listed-hosts"
+    uninspected: str = "refuse"
+
+
+@dataclass(frozen=True)
+class ListConfig:
+    """One block or allow list: where it is and how its blocks are answered."""
+
+    spec: ListSpec
+    policy: ListPolicy = field(default_factory=ListPolicy)
+    test_url: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    listen: tuple[str, int] = DEFAULT_LISTEN
+    on_error: str = "block"
+    page: PageSettings = field(default_factory=PageSettings)
+    https: HttpsPolicy = field(default_factory=HttpsPolicy)
+    lists: tuple[ListConfig, ...] = ()
+    allow: tuple[ListConfig, ...] = ()
+
+    def with_lists(self, specs: list[ListSpec]) -> Config:
+        """This configuration with its block lists replaced (``urlwarden run --list``)."""
+        return replace(self, lists=tuple(ListConfig(spec=s) for s in specs))
+
+    def policy_for(self, list_name: str) -> ListPolicy:
+        for lc in self.lists:
+            if lc.name == list_name:
+                return lc.policy
+        return ListPolicy()
+
+
+def default_config_path() -> Path:
+    """The embedded default configuration (localhost, the synthetic sample lists)."""
+    return Path(str(resources.files("urlwarden") / "data" / "default.yaml"))
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_config(text, source=str(path), base_dir=path.parent)
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    reader = _Reader(source, base_dir or Path.cwd())
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise ConfigError(f"{source}:{line}: invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if root is None:
+        raise ConfigError(f"{source}: empty configuration")
+    return reader.config(root)
+
+
+class _Reader:
+    """Walks the YAML node tree (which keeps line numbers) and builds the values."""
+
+    def __init__(self, source: str, base_dir: Path):
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, node: yaml.Node, where: str, message: str) -> NoReturn:
+        raise ConfigError(f"{self.source}:{node.start_mark.line + 1}: {where}: {message}")
+
+    def mapping(self, node: yaml.Node, where: str, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(node, where, "must be a mapping")
+        out: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key not in allowed:
+                self.fail(key_node, where, f"unknown key {key!r} (known: {', '.join(allowed)})")
+            if key in out:
+                self.fail(key_node, where, f"duplicate key {key!r}")
+            out[key] = value_node
+        return out
+
+    def scalar(self, node: yaml.Node, where: str, kind: type, check: Callable[[Any], bool] | None = None,
+               expected: str = "") -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail(node, where, f"must be {expected or kind.__name__}")
+        value = yaml.SafeLoader("").construct_object(node)
+        if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = node.value  # "8080" or 1.0 written unquoted are still text here
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok or (check is not None and not check(value)):
+            self.fail(node, where, f"must be {expected or kind.__name__}, not {node.value!r}")
+        return value
+
+    def choice(self, node: yaml.Node, where: str, choices: tuple[str, ...]) -> str:
+        return self.scalar(node, where, str, lambda v: v in choices, "one of " + ", ".join(choices))
+
+    def url(self, node: yaml.Node, where: str) -> str:
+        # The block page's own rule, so that a link accepted here is one the page really shows.
+        return self.scalar(node, where, str, lambda v: http_url(v) is not None,
+                           f"an http:// or https:// URL with a host (ASCII, at most {MAX_URL_CHARS} characters)")
+
+    def config(self, root: yaml.Node) -> Config:
+        top = self.mapping(root, "config", ("listen", "on_error", "operator", "https", "lists", "allow"))
+        values: dict[str, Any] = {}
+        if "listen" in top:
+            values["listen"] = self.listen(top["listen"])
+        if "on_error" in top:
+            values["on_error"] = self.choice(top["on_error"], "on_error", ON_ERROR_CHOICES)
+        if "operator" in top:
+            values["page"] = self.operator(top["operator"])
+        if "https" in top:
+            values["https"] = self.https(top["https"])
+        values["lists"] = self.lists(top["lists"], "lists", block=True) if "lists" in top else ()
+        values["allow"] = self.lists(top["allow"], "allow", block=False) if "allow" in top else ()
+        seen: set[str] = set()
+        for key in ("lists", "allow"):
+            for i, lc in enumerate(values[key]):
+                if lc.name in seen:
+                    self.fail(top[key].value[i], f"{key}[{i}]", f"list name {lc.name!r} is used twice")
+                seen.add(lc.name)
+        return Config(source=self.source, **values)
+
+    def listen(self, node: yaml.Node) -> tuple[str, int]:
+        text = self.scalar(node, "listen", str, expected="HOST:PORT")
+        try:
+            return parse_listen(text)
+        except ValueError as exc:
+            self.fail(node, "listen", str(exc))
+
+    def operator(self, node: yaml.Node) -> PageSettings:
+        fields = self.mapping(node, "operator", ("name", "url", "appeal_url", "help_url", "help_text"))
+        values: dict[str, Any] = {}
+        if "name" in fields:
+            values["operator_name"] = self.scalar(fields["name"], "operator.name", str, bool, "non-empty text")
+        for key, attr in (("url", "operator_url"), ("appeal_url", "appeal_url"), ("help_url", "help_url")):
+            if key in fields:
+                values[attr] = self.url(fields[key], f"operator.{key}")
+        if "help_text" in fields:
+            values["help_text"] = self.scalar(fields["help_text"], "operator.help_text", str)
+        return PageSettings(**values)
+
+    def https(self, node: yaml.Node) -> HttpsPolicy:
+        fields = self.mapping(node, "https", ("intercept", "uninspected"))
+        values = {}
+        if "intercept" in fields:
+            values["intercept"] = self.choice(fields["intercept"], "https.intercept", INTERCEPT_CHOICES)
+        if "uninspected" in fields:
+            values["uninspected"] = self.choice(fields["uninspected"], "https.uninspected", UNINSPECTED_CHOICES)
+        return HttpsPolicy(**values)
+
+    def lists(self, node: yaml.Node, where: str, block: bool) -> tuple[ListConfig, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(node, where, "must be a list of lists (each with at least a path)")
+        keys = ("name", "path", "format", "reason", "status", "mode", "test_url") if block else ("name", "path", "format")
+        return tuple(self.one_list(item, f"{where}[{i}]", keys) for i, item in enumerate(node.value))
+
+    def one_list(self, node: yaml.Node, where: str, keys: tuple[str, ...]) -> ListConfig:
+        fields = self.mapping(node, where, keys)
+        if "path" not in fields:
+            self.fail(node, where, "missing key 'path'")
+        path = self.base_dir / self.scalar(fields["path"], f"{where}.path", str, bool, "a file path")
+        fmt = self.choice(fields["format"], f"{where}.format", FORMAT_CHOICES) if "format" in fields else None
+        name = None
+        if "name" in fields:
+            name = self.scalar(fields["name"], f"{where}.name", str, _is_list_name,
+                               "a name of letters, digits, '.', '_' or '-'")
+        spec = make_spec(path, fmt, name)
+        policy: dict[str, Any] = {}
+        if "reason" in fields:
+            policy["reason"] = self.scalar(fields["reason"], f"{where}.reason", str, bool, "non-empty text")
+        if "status" in fields:
+            policy["status"] = self.scalar(fields["status"], f"{where}.status", int, lambda v: 400 <= v <= 599,
+                                           "an integer from 400 to 599")
+        if "mode" in fields:
+            policy["mode"] = self.choice(fields["mode"], f"{where}.mode", MODE_CHOICES)
+        test_url = self.url(fields["test_url"], f"{where}.test_url") if "test_url" in fields else None
+        try:
+            list_policy = ListPolicy(**policy)
+        except ValueError as exc:  # ListPolicy's own rules (e.g. no 407, which asks for proxy credentials)
+            self.fail(node, where, str(exc))
+        return ListConfig(spec=spec, policy=list_policy, test_url=test_url)
+
+
+def _is_list_name(text: str) -> bool:
+    return bool(text) and len(text) <= 64 and all(c.isascii() and (c.isalnum() or c in "._-") for c in text)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); ValueError with the reason."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, not {text!r}")
+    host = host.strip("[]")
+    if not host:
+        raise ValueError(f"missing host in {text!r}")
+    return host, int(port)

@@ -1,0 +1,95 @@
+"""Blocking decisions, free of mitmproxy: which request is blocked, what to do with a TLS connection.
+
+The addon gathers every name a request or connection is addressed by (absolute URL host, each
+Host header, HTTP/2 :authority, CONNECT target, TLS SNI) and asks this module. A request is
+blocked when any of its names is blocked: disagreeing names never open a bypass, and an allow
+list entry only rescues the name it matches.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import canon
+from .config import Config, HttpsPolicy
+from .lists import load_list
+from .matcher import HostStatus, Snapshot, Verdict, build
+
+__all__ = ["State", "TlsAction", "load_state", "request_verdict", "tls_action", "url_for"]
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything a decision needs, swapped into the addon with one assignment."""
+
+    config: Config
+    snapshot: Snapshot
+
+
+class TlsAction(enum.Enum):
+    PASSTHROUGH = "passthrough"  # relay the encrypted bytes untouched: no interception, no privacy cost
+    INTERCEPT = "intercept"  # terminate TLS with urlwarden's CA so paths can be matched
+    REFUSE = "refuse"  # close the connection: never contact the server
+
+
+def load_state(config: Config) -> State:
+    """Load every list of `config` and compile them; raises ListError and changes nothing on failure."""
+    block = [load_list(lc.spec) for lc in config.lists]
+    allow = [load_list(lc.spec) for lc in config.allow]
+    return State(config=config, snapshot=build(block, allow))
+
+
+def url_for(scheme: str, name: str, path: str) -> str:
+    """A URL string for one of the names a request is addressed by."""
+    if name.count(":") > 1 and not name.startswith("["):
+        name = f"[{name}]"  # mitmproxy gives IPv6 hosts without brackets
+    if not path.startswith("/"):
+        path = "/"  # authority-form (CONNECT) and asterisk-form (OPTIONS *) targets
+    return f"{scheme}://{name}{path}"
+
+
+def request_verdict(snapshot: Snapshot, scheme: str, names: Iterable[str | None], path: str) -> Verdict | None:
+    """The block verdict of the first blocked name; else an allow verdict if one matched; else None."""
+    allowed: Verdict | None = None
+    for name in dict.fromkeys(n for n in names if n):
+        verdict = snapshot.match(url_for(scheme, name, path))
+        if verdict is None:
+            continue
+        if verdict.blocked:
+            return verdict
+        allowed = allowed or verdict
+    return allowed
+
+
+_SEVERITY = {HostStatus.CLEAN: 0, HostStatus.PATHS: 1, HostStatus.UNKNOWN: 1, HostStatus.WHOLE: 2}
+
+
+def host_severity(snapshot: Snapshot, names: Iterable[str | None]) -> HostStatus:
+    """The most severe host status among `names` (WHOLE > PATHS/UNKNOWN > CLEAN)."""
+    worst = HostStatus.CLEAN
+    for name in dict.fromkeys(n for n in names if n):
+        status = snapshot.host_status(name)
+        if _SEVERITY[status] > _SEVERITY[worst]:
+            worst = status
+    return worst
+
+
+def tls_action(snapshot: Snapshot, policy: HttpsPolicy, names: Iterable[str | None]) -> TlsAction:
+    """What to do with a TLS connection addressed by `names` (SNI, CONNECT target or original destination)."""
+    status = host_severity(snapshot, names)
+    if policy.intercept == "all":
+        return TlsAction.INTERCEPT
+    if status is HostStatus.CLEAN:
+        return TlsAction.PASSTHROUGH
+    if policy.intercept == "listed-hosts":
+        return TlsAction.INTERCEPT
+    if status is HostStatus.WHOLE or policy.uninspected == "refuse":
+        return TlsAction.REFUSE
+    return TlsAction.PASSTHROUGH
+
+
+def canonical_names(names: Iterable[str | None]) -> list[str]:
+    """Canonical hosts of `names`, skipping empty ones (ValueError for a name with no valid host)."""
+    return list(dict.fromkeys(canon.canonical_host(n) for n in names if n))

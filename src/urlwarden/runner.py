@@ -1,0 +1,89 @@
+"""``urlwarden run``: mitmproxy's own mitmdump machinery with the urlwarden addon built in.
+
+The configuration and lists are loaded and checked before mitmproxy starts, so a bad file stops
+the command with one line naming it; the loaded state is then handed to the addon, which does
+not load it twice. Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...).
+
+Privacy defaults: mitmproxy's flow printer is not loaded, and the addon's
+``urlwarden_private_logs`` option (on by default) cuts mitmproxy's own log to errors, because at
+its info level it prints every client address and host name it relays. Pass
+``-- --set urlwarden_private_logs=false --set termlog_verbosity=info`` to see them while debugging.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import default_config_path, load_config
+from .engine import State, load_state
+from .lists import parse_list_spec
+
+
+def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, int] | None,
+        mitmproxy_args: Sequence[str]) -> int:
+    """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code."""
+    config = load_config(config_path or default_config_path())
+    if list_specs:
+        config = config.with_lists([parse_list_spec(s) for s in list_specs])
+    state = load_state(config)
+    host, port = listen or config.listen
+    args = [
+        "--listen-host", host, "--listen-port", str(port),
+        "--set", f"urlwarden_config={Path(config.source).resolve()}",
+        "--set", "connection_strategy=lazy",
+    ]
+    for spec in list_specs:
+        args += ["--set", f"urlwarden_lists={spec}"]
+    args += list(mitmproxy_args)
+    _start_mitmproxy(state, args)
+    return 0
+
+
+def _start_mitmproxy(state: State, args: list[str]) -> None:
+    # Imported here so that the rest of the CLI (check, canon, hash-list) starts fast.
+    from mitmproxy.tools import cmdline, main
+    from mitmproxy.tools.dump import DumpMaster
+
+    from .addon import UrlWarden
+
+    class UrlwardenMaster(DumpMaster):
+        def __init__(self, options):
+            super().__init__(options, with_termlog=True, with_dumper=False)
+            self.addons.add(UrlWarden(preloaded=state), Banner(state))
+
+    main.run(UrlwardenMaster, cmdline.mitmdump, args)
+
+
+class Banner:
+    """Prints, once the listeners are up, where the proxy listens, what it loaded, and the CA."""
+
+    def __init__(self, state: State):
+        self.state = state
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        addresses = ", ".join(f"{h}:{p}" for h, p in _listen_addresses(ctx)) or "(no listener)"
+        confdir = os.path.expanduser(ctx.options.confdir)
+        lines = [f"urlwarden: proxy listening on {addresses} (mode: {', '.join(ctx.options.mode)})"]
+        lines += [f"urlwarden: {line}" for line in describe_lists(self.state)]
+        lines.append(f"urlwarden: CA certificate: {os.path.join(confdir, 'mitmproxy-ca-cert.pem')} "
+                     f"(clients install it from http://mitm.it through the proxy; see docs/home.md)")
+        print("\n".join(lines), flush=True)
+
+
+def _listen_addresses(ctx) -> list[tuple[str, int]]:
+    proxyserver = ctx.master.addons.get("proxyserver")
+    out = []
+    for server in getattr(proxyserver, "servers", []):
+        for addr in getattr(server, "listen_addrs", []):
+            out.append((addr[0], addr[1]))
+    return out
+
+
+def describe_lists(state: State) -> list[str]:
+    lines = [f"{ls.action} list {ls.name}: {ls.entries} entries from {ls.path} ({ls.format})"
+             for ls in state.snapshot.stats.lists]
+    return lines or ["no lists configured: nothing will be blocked"]

@@ -1,0 +1,188 @@
+"""Unit tests of single addon hooks with mitmproxy's test helpers (taddons, tflow).
+
+These sit beside the end-to-end tests in test_proxy_e2e.py, which drive a real mitmdump.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from mitmproxy import connection, exceptions
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy import server_hooks
+from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.tls import ClientHello, ClientHelloData
+
+from urlwarden.addon import UrlWarden
+
+LIST = "listed.test/\npaths.test/folder/\n"
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    (tmp_path / "block.txt").write_text(LIST)
+    (tmp_path / "allow.txt").write_text("listed.test/ok.html\n")
+    path = tmp_path / "urlwarden.yaml"
+    path.write_text(
+        "lists:\n  - name: hot\n    path: block.txt\n    reason: Listed.\n"
+        "allow:\n  - name: exc\n    path: allow.txt\n"
+    )
+    return path
+
+
+@pytest.fixture
+def addon_ctx(config_file):
+    addon = UrlWarden()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, urlwarden_config=str(config_file))
+        yield addon, tctx
+
+
+def flow_for(url: str, **headers):
+    f = tflow.tflow()
+    f.request = tutils.treq()
+    f.request.url = url
+    for name, value in headers.items():
+        f.request.headers[name.replace("_", "-")] = value
+    return f
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "blocked"),
+    [
+        ("http://listed.test/x", {}, True),
+        ("http://www.listed.test:8080/x", {}, True),
+        ("https://paths.test/folder/a", {}, True),
+        ("http://paths.test/other", {}, False),
+        ("http://unlisted.test/", {}, False),
+        ("http://listed.test/ok.html", {}, False),  # allow list
+        ("http://unlisted.test/", {"host": "listed.test"}, True),  # Host disagrees with the URL
+        ("http://listed.test/ok.html", {"host": "paths.test"}, False),
+    ],
+)
+def test_requestheaders(addon_ctx, url, headers, blocked):
+    addon, _ = addon_ctx
+    f = flow_for(url)
+    for name, value in headers.items():
+        f.request.headers[name] = value
+    addon.requestheaders(f)
+    assert (f.response is not None) == blocked
+    if blocked:
+        assert f.response.status_code == 451
+        assert f.metadata["urlwarden"]["list"] == "hot"
+        assert b"listed.test" not in f.response.content
+
+
+def test_duplicate_host_headers_are_all_checked(addon_ctx):
+    addon, _ = addon_ctx
+    f = flow_for("http://unlisted.test/")
+    f.request.headers.set_all("host", ["unlisted.test", "listed.test"])
+    addon.requestheaders(f)
+    assert f.response is not None and f.response.status_code == 451
+
+
+def test_flow_already_answered_is_left_alone(addon_ctx):
+    addon, _ = addon_ctx
+    f = flow_for("http://listed.test/")
+    f.response = tutils.tresp(status_code=204)
+    addon.requestheaders(f)
+    assert f.response.status_code == 204
+    assert "urlwarden" not in f.metadata
+
+
+@pytest.mark.parametrize(("on_error", "status"), [("block", 503), ("allow", None)])
+def test_internal_error_applies_on_error(tmp_path, caplog, on_error, status):
+    (tmp_path / "b.txt").write_text(LIST)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"on_error: {on_error}\nlists:\n  - path: b.txt\n")
+    addon = UrlWarden()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, urlwarden_config=str(cfg))
+
+        class Broken:
+            def match(self, url):
+                raise RuntimeError("boom")
+
+        addon.state = dataclasses.replace(addon.state, snapshot=Broken())
+        for _ in range(3):
+            f = flow_for("http://unlisted.test/")
+            addon.requestheaders(f)
+            assert (f.response.status_code if f.response else None) == status
+        assert addon.counts["error"] == 3
+        assert sum("internal error" in r.getMessage() for r in caplog.records) == 1  # once per kind
+
+
+def test_configure_forces_lazy_connections_and_rejects_bad_config(config_file, tmp_path):
+    addon = UrlWarden()
+    with taddons.context(Proxyserver(), addon) as tctx:
+        tctx.options.connection_strategy = "eager"
+        tctx.configure(addon, urlwarden_config=str(config_file))
+        assert tctx.options.connection_strategy == "lazy"
+        good = addon.state
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("lists:\n  - path: missing.txt\n")
+        with pytest.raises(exceptions.OptionsError, match="missing.txt"):
+            tctx.configure(addon, urlwarden_config=str(bad))
+        # mitmproxy rolls back by configuring the old values again: the old lists stay in force
+        assert addon.state.config == good.config
+        assert addon.state.snapshot.stats == good.snapshot.stats
+
+
+def client_hello_data(sni: str | None, target: tuple[str, int] | None):
+    client = tflow.tflow().client_conn
+    client.sni = sni
+    context = type("Ctx", (), {})()
+    context.client = client
+    context.server = connection.Server(address=target)
+    hello = ClientHello.__new__(ClientHello)
+    hello._client_hello = type("Raw", (), {"extensions": [], "cipher_suites": []})()
+    data = ClientHelloData(context=context, client_hello=hello)
+    data.client_hello = type("Hello", (), {"sni": sni})()
+    return data
+
+
+@pytest.mark.parametrize(
+    ("intercept", "sni", "target", "ignored", "refused"),
+    [
+        ("listed-hosts", "unlisted.test", ("unlisted.test", 443), True, False),
+        ("listed-hosts", "paths.test", ("paths.test", 443), False, False),
+        ("listed-hosts", "listed.test", ("unlisted.test", 443), False, False),  # SNI disagrees: intercept
+        ("listed-hosts", None, ("listed.test", 443), False, False),
+        ("all", "unlisted.test", ("unlisted.test", 443), False, False),
+        ("none", "unlisted.test", ("unlisted.test", 443), True, False),
+        ("none", "listed.test", ("listed.test", 443), True, True),
+        ("none", "paths.test", ("paths.test", 443), True, True),
+    ],
+)
+def test_tls_clienthello(tmp_path, intercept, sni, target, ignored, refused):
+    (tmp_path / "b.txt").write_text(LIST)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"https:\n  intercept: {intercept}\nlists:\n  - path: b.txt\n")
+    addon = UrlWarden()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, urlwarden_config=str(cfg))
+        data = client_hello_data(sni, target)
+        addon.tls_clienthello(data)
+        assert data.ignore_connection == ignored
+        hook = server_hooks.ServerConnectionHookData(client=data.context.client, server=connection.Server(address=target))
+        addon.server_connect(hook)
+        listed_whole = "listed.test" in (sni, target[0])
+        assert (hook.server.error is not None) == (refused or listed_whole)
+
+
+def test_http_connect_refused_without_interception(tmp_path):
+    (tmp_path / "b.txt").write_text(LIST)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("https:\n  intercept: none\nlists:\n  - path: b.txt\n")
+    addon = UrlWarden()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, urlwarden_config=str(cfg))
+        f = tflow.tflow()
+        f.request = tutils.treq(method=b"CONNECT", host="www.listed.test", port=443, path=b"")
+        addon.http_connect(f)
+        assert f.response is not None and f.response.status_code == 403
+        f2 = tflow.tflow()
+        f2.request = tutils.treq(method=b"CONNECT", host="unlisted.test", port=443, path=b"")
+        addon.http_connect(f2)
+        assert f2.response is None

@@ -1,0 +1,116 @@
+"""Tests of urlwarden.config: every error names the file, the line and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from urlwarden.config import default_config_path, load_config, parse_config, parse_listen
+from urlwarden.errors import ConfigError
+
+
+def test_embedded_default_loads_and_is_local():
+    config = load_config(default_config_path())
+    assert config.listen == ("127.0.0.1", 8080)
+    assert config.on_error == "block"
+    assert config.https.intercept == "listed-hosts"
+    assert [lc.name for lc in config.lists] == ["sample-block", "sample-csv"]
+    assert all(Path(lc.spec.path).is_file() for lc in config.lists + config.allow)
+    assert config.lists[0].test_url == "http://selftest.urlwarden.test/"
+
+
+def test_full_config(tmp_path):
+    text = """
+listen: "[::1]:3128"
+on_error: allow
+operator:
+  name: Example ISP
+  url: https://isp.example/blocking
+  appeal_url: https://isp.example/appeal
+https:
+  intercept: none
+  uninspected: pass
+lists:
+  - name: hotline
+    path: lists/hotline.csv
+    format: csv
+    reason: Licensor's wording.
+    status: 403
+    mode: notfound
+allow:
+  - path: exceptions.txt
+"""
+    config = parse_config(text, "cfg.yaml", tmp_path)
+    assert config.listen == ("::1", 3128)
+    assert config.on_error == "allow"
+    assert config.page.operator_name == "Example ISP"
+    assert config.https.intercept == "none" and config.https.uninspected == "pass"
+    (hotline,) = config.lists
+    assert hotline.spec.path == str(tmp_path / "lists/hotline.csv")
+    assert hotline.spec.format == "csv" and hotline.name == "hotline"
+    assert (hotline.policy.status, hotline.policy.mode) == (403, "notfound")
+    assert config.allow[0].name == "exceptions"
+    assert config.policy_for("hotline").status == 403
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("listen: 127.0.0.1\n", "cfg.yaml:1: listen: must be HOST:PORT"),
+        ("listen: 127.0.0.1:0\n", "cfg.yaml:1: listen: must be HOST:PORT"),
+        ("on_eror: block\n", "cfg.yaml:1: config: unknown key 'on_eror'"),
+        ("on_error: maybe\n", "cfg.yaml:1: on_error: must be one of block, allow"),
+        ("https:\n  intercept: some\n", "cfg.yaml:2: https.intercept: must be one of listed-hosts, all, none"),
+        ("lists:\n  - name: a\n", "cfg.yaml:2: lists[0]: missing key 'path'"),
+        ("lists:\n  - path: a.txt\n    status: 200\n", "cfg.yaml:3: lists[0].status: must be an integer from 400 to 599"),
+        ("lists:\n  - path: a.txt\n    status: '451'\n", "cfg.yaml:3: lists[0].status: must be"),
+        ("lists:\n  - path: a.txt\n    mode: redirect\n", "cfg.yaml:3: lists[0].mode: must be one of splash"),
+        ("lists:\n  - path: a.txt\n    colour: red\n", "cfg.yaml:3: lists[0]: unknown key 'colour'"),
+        ("allow:\n  - path: a.txt\n    reason: x\n", "cfg.yaml:3: allow[0]: unknown key 'reason'"),
+        ("lists: a.txt\n", "cfg.yaml:1: lists: must be a list"),
+        ("operator:\n  url: ftp://x.example/\n", "cfg.yaml:2: operator.url: must be an http:// or https:// URL"),
+        ("lists:\n  - path: a.txt\n  - path: b/a.txt\n", "cfg.yaml:3: lists[1]: list name 'a' is used twice"),
+        ("listen: [1, 2\n", "cfg.yaml:2: invalid YAML"),
+        ("", "cfg.yaml: empty configuration"),
+        ("- a\n", "cfg.yaml:1: config: must be a mapping"),
+        ("on_error: block\non_error: allow\n", "cfg.yaml:2: config: duplicate key 'on_error'"),
+        ("lists:\n  - path: a.txt\n    name: 'bad name!'\n", "cfg.yaml:3: lists[0].name: must be a name"),
+    ],
+)
+def test_errors_name_file_line_and_key(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "cfg.yaml", Path("/nowhere"))
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unreadable_and_binary_files(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing.yaml: cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00listen")
+    with pytest.raises(ConfigError, match=r"bin.yaml: not UTF-8"):
+        load_config(binary)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:8080", ("127.0.0.1", 8080)), ("[::1]:3128", ("::1", 3128)), ("0.0.0.0:1", ("0.0.0.0", 1))],
+)
+def test_parse_listen(text, expected):
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lists:\n  - path: a.txt\n    status: 407\n", "cfg.yaml:2: lists[0]: "),
+        ("operator:\n  url: https://b\u00fccherei.example/\n", "cfg.yaml:2: operator.url: must be an http:// or https:// URL"),
+        ("operator:\n  appeal_url: 'https://x.example/a b'\n", "cfg.yaml:2: operator.appeal_url: must be"),
+    ],
+)
+def test_block_page_rules_are_config_errors(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "cfg.yaml", Path("/nowhere"))
+    assert str(info.value).startswith(message), str(info.value)
