@@ -12,7 +12,6 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import canon
 from .config import Config, HttpsPolicy
 from .lists import load_list
 from .matcher import HostStatus, Snapshot, Verdict, build
@@ -89,7 +88,3 @@ def tls_action(snapshot: Snapshot, policy: HttpsPolicy, names: Iterable[str | No
         return TlsAction.REFUSE
     return TlsAction.PASSTHROUGH
 
-
-def canonical_names(names: Iterable[str | None]) -> list[str]:
-    """Canonical hosts of `names`, skipping empty ones (ValueError for a name with no valid host)."""
-    return list(dict.fromkeys(canon.canonical_host(n) for n in names if n))

@@ -2,7 +2,9 @@
 
     UrlwardenError            base: the CLI prints "urlwarden: <message>" and exits 2
     ├── ListError             a list file is unreadable, not its declared format, or has no valid entry
-    └── ConfigError           the configuration file or an option is invalid
+    ├── ConfigError           the configuration file or an option is invalid
+    └── FeedError             a feed update failed (download, verification, validation); the
+                              current list stays in force
 
 Foreign exceptions (OSError, yaml, csv, UnicodeDecodeError) are translated into these at the
 boundary where they happen, with the file (and line, where there is one) in the message, so
@@ -23,3 +25,7 @@ class ListError(UrlwardenError):
 
 class ConfigError(UrlwardenError):
     """The configuration is invalid; the running configuration (if any) stays."""
+
+
+class FeedError(UrlwardenError):
+    """A feed could not be updated; blocking continues with the list already loaded."""
