@@ -181,10 +181,16 @@ def machine() -> str:
     model = "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+            names = (line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            model = next(names, model)
     except OSError:
         pass
-    return f"nproc={os.cpu_count()}  cpu={model}  python={platform.python_version()} ({platform.python_implementation()})"
+    python = f"{platform.python_version()} ({platform.python_implementation()})"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return f"nproc={os.cpu_count()}  cpu={model}  python={python}  load average at start={load}"
+
+
+ROW = "{:>9} {:<12} {:>8} {:>8} {:>11} {:>11} {:>8}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,21 +200,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traffic", type=int, help="URLs checked per pass")
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="timed passes; the best is reported")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    else:
+        sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     count = args.traffic or (QUICK_TRAFFIC if args.quick else DEFAULT_TRAFFIC)
     print(machine())
     print(
-        f"traffic: {count} URLs: {LISTED_SHARE:.0%} listed, {LISTED_HOST_SHARE:.0%} unlisted on listed hosts, "
-        f"the rest on {WARM_SITES} sites (warm) or a new site each (cold)"
+        f"traffic: {count} URLs per pass: {LISTED_SHARE:.0%} listed, {LISTED_HOST_SHARE:.0%} unlisted on "
+        f"listed hosts, the rest on {WARM_SITES} sites (warm) or a new site each (cold)"
     )
     print("memory: tracemalloc, bytes retained by build() per distinct entry")
-    header = f"{'entries':>9} {'format':<12} {'parse s':>8} {'build s':>8} {'warm chk/s':>11} {'cold chk/s':>11} {'B/entry':>8}"
-    print(header)
+    print(ROW.format("entries", "format", "parse s", "build s", "warm chk/s", "cold chk/s", "B/entry"))
     with tempfile.TemporaryDirectory(prefix="urlwarden-bench-") as tmp:
         for n in sizes:
-            for n_, label, parse_s, build_s, warm, cold, per_entry, _ in run_size(n, count, args.repeat, Path(tmp)):
-                print(f"{n_:>9} {label:<12} {parse_s:>8.2f} {build_s:>8.2f} {warm:>11,.0f} {cold:>11,.0f} {per_entry:>8.1f}")
-                sys.stdout.flush()
+            for size, label, parse_s, build_s, warm, cold, per_entry, _ in run_size(n, count, args.repeat, Path(tmp)):
+                cells = (f"{parse_s:.2f}", f"{build_s:.2f}", f"{warm:,.0f}", f"{cold:,.0f}", f"{per_entry:.1f}")
+                print(ROW.format(size, label, *cells), flush=True)
     return 0
 
 

@@ -124,11 +124,15 @@ def test_plain_entry_is_canonical_expression(line, expression):
 
 
 def test_plain_comments_blank_lines_and_line_endings():
-    text = "# header\r\n\r\n   \n  # indented comment\nlisted.test/\r\npaths.test/folder/\rpaths.test/page.html"
+    text = (
+        "# header\r\n\r\n   \n  # indented comment\n"
+        "listed.test/\r\npaths.test/folder/\rpaths.test/page.html"
+    )
     parsed = parse(text)
     assert parsed.count == 3
     assert parsed.bad_lines == 0
-    assert digest_set(parsed) == {digest("listed.test/"), digest("paths.test/folder/"), digest("paths.test/page.html")}
+    expected = {digest("listed.test/"), digest("paths.test/folder/"), digest("paths.test/page.html")}
+    assert digest_set(parsed) == expected
 
 
 def test_plain_value_fields():
@@ -324,7 +328,11 @@ def test_csv_sha256_without_host_keys(text):
         ("url", "http:///nohost", "not a URL: URL has no host"),
         ("url", "listed.test/ x", "contains whitespace"),
         ("url", sha("listed.test/"), "a SHA-256 digest, not a URL"),
-        ("url,id", "listed.test/," + "i" * (MAX_LABEL_LENGTH + 1), f"id is not printable or longer than {MAX_LABEL_LENGTH}"),
+        (
+            "url,id",
+            "listed.test/," + "i" * (MAX_LABEL_LENGTH + 1),
+            f"id is not printable or longer than {MAX_LABEL_LENGTH}",
+        ),
         ("url,category", 'listed.test/,"bad\tcategory"', "category is not printable"),
         ("sha256,id", ",X-1", "empty sha256 cell"),
         ("sha256", "not-a-digest", "not a SHA-256 digest (64 hex digits)"),
@@ -346,7 +354,7 @@ def test_csv_bad_rows(header, row, reason):
     [
         ("", "t.csv: empty csv file (a header row is required)"),
         ("\n\n", "t.csv: empty csv file"),
-        ("id,category\n1,x\n", "t.csv: the csv header needs exactly one of a 'url' or a 'sha256' column, found neither"),
+        ("id,category\n1,x\n", "the csv header needs exactly one of a 'url' or a 'sha256' column, found neither"),
         ("listed.test/\npaths.test/x.html\n", "found neither"),
         (f"url,sha256\nlisted.test/,{sha('listed.test/')}\n", "found both"),
         ("url,URL\nlisted.test/,listed.test/\n", "t.csv: csv column 'url' appears twice"),
@@ -482,7 +490,10 @@ def test_write_csv_keeps_ids_and_categories(tmp_path):
     hashed = load_list(make_spec(out))
     assert hashed.hashed and hashed.host_keys == source.host_keys
     by_digest = {hashed.digest_at(i): (hashed.ids[i], hashed.categories[i]) for i in range(hashed.count)}
-    assert by_digest == {digest("listed.test/"): ("A-1", "whole"), digest("paths.test/folder/"): ("A-2", None)}
+    assert by_digest == {
+        digest("listed.test/"): ("A-1", "whole"),
+        digest("paths.test/folder/"): ("A-2", None),
+    }
 
 
 def test_write_refuses_to_drop_ids(tmp_path):
@@ -520,3 +531,10 @@ def test_sample_lists_load_cleanly(name, selftest):
         urls = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     hosts = {canon.parse(url).host for url in urls}
     assert all(h.endswith(".test") or h.startswith("127.") for h in hosts), hosts
+
+
+def test_public_api_is_exported():
+    from urlwarden import lists
+
+    assert all(hasattr(lists, name) for name in lists.__all__)
+    assert {"ListSpec", "ParsedList", "load_list", "parse_text", "write_sha256_list"} <= set(lists.__all__)

@@ -165,11 +165,13 @@ def test_duplicates_keep_the_first_provenance():
     snap = build([first, second])
     assert snap.stats.block_entries == 2
     assert snap.match("http://listed.test/") == Verdict(BLOCK, "first", "FIRST", None, "listed.test/")
-    assert snap.match("http://paths.test/x.html") == Verdict(BLOCK, "second", "S-2", None, "paths.test/x.html")
+    expected = Verdict(BLOCK, "second", "S-2", None, "paths.test/x.html")
+    assert snap.match("http://paths.test/x.html") == expected
 
 
 def test_mixed_lists_with_and_without_ids():
-    snap = build([plain(["listed.test/"], "plainlist"), csv_list("url,id\npaths.test/x.html,C-1\n", "csvlist")])
+    with_ids = csv_list("url,id\npaths.test/x.html,C-1\n", "csvlist")
+    snap = build([plain(["listed.test/"], "plainlist"), with_ids])
     assert snap.match("http://listed.test/").entry_id == short_id("listed.test/")
     assert snap.match("http://paths.test/x.html").entry_id == "C-1"
 
@@ -400,7 +402,8 @@ def near(entries_: list[str]) -> list[str]:
     """Requests on and around the listed entries, so that hits and near misses are common."""
     out = []
     for entry in entries_:
-        out += [f"http://{entry}", f"https://www.{entry}", f"http://{entry}z", f"http://{entry.rstrip('/')}/more/x"]
+        bare = entry.rstrip("/")
+        out += [f"http://{entry}", f"https://www.{entry}", f"http://{entry}z", f"http://{bare}/more/x"]
     return out
 
 
@@ -466,3 +469,28 @@ def test_property_host_status_is_consistent_with_match(block, host):
 
 def test_digest_helper_matches_hashlib():
     assert digest("listed.test/") == hashlib.sha256(b"listed.test/").digest()
+
+
+def collision_list(digests: list[bytes], ids: list[str]) -> ParsedList:
+    """A hashed list built by hand, to hold digests that share their first 8 bytes."""
+    return ParsedList(
+        name="forged", path="forged.csv", format="csv", digests=b"".join(digests), ids=tuple(ids),
+        categories=None, host_keys=None, max_folder_depth=None, bad_lines=0, problems=(),
+    )
+
+
+def test_equal_prefixes_are_told_apart_by_the_full_digest():
+    real = digest("listed.test/")
+    forged = real[: matcher.PREFIX_SIZE] + bytes(32 - matcher.PREFIX_SIZE)  # same 8-byte prefix
+    assert forged != real
+    only_forged = build([collision_list([forged], ["FORGED"])])
+    assert only_forged.match("http://listed.test/") is None
+    both = build([collision_list([forged, real, forged, real], ["FORGED", "REAL", "DUP1", "DUP2"])])
+    assert both.stats.block_entries == 2
+    assert both.match("http://listed.test/x").entry_id == "REAL"
+    assert both.host_status("listed.test") is HostStatus.WHOLE
+
+
+def test_public_api_is_exported():
+    assert all(hasattr(matcher, name) for name in matcher.__all__)
+    assert {"Snapshot", "Verdict", "HostStatus", "build"} <= set(matcher.__all__)

@@ -8,6 +8,7 @@ unresolvable listed name also shows that no DNS lookup was needed.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -369,7 +370,9 @@ def test_plain_mitmdump_with_the_addon_script(tmp_path, test_pki, origin):
         # urlwarden_private_logs (on by default): mitmdump prints neither relayed URLs nor client addresses
         output = process.output()
         assert "unlisted.test" not in output and "127.0.0.1:" not in output
-        assert "urlwarden: blocked list=hotline" in output and "listed.test" not in output
+        block_lines = [json.loads(line) for line in process.stdout().splitlines() if '"event":"block"' in line]
+        assert [(b["list"], b["decision"], b["mode"]) for b in block_lines] == [("hotline", "block", "splash")]
+        assert "listed.test" not in output
 
 
 def test_bad_config_stops_with_one_line(tmp_path):
@@ -380,3 +383,32 @@ def test_bad_config_stops_with_one_line(tmp_path):
     done = subprocess.run([URLWARDEN, "run", "--config", str(bad)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"urlwarden: {bad}:3: lists[0].status: must be an integer from 400 to 599, not '200'"]
+
+
+def test_sighup_reloads_and_a_bad_config_keeps_the_running_one(tmp_path, test_pki, origin):
+    import signal
+
+    origin.reset()
+    port = free_port()
+    config = write_config(tmp_path)
+    with ProxyProcess(urlwarden_argv(port, config, tmp_path / "conf", test_pki), port,
+                      hosts={n: "127.0.0.1" for n in NAMES}, workdir=tmp_path) as process:
+        assert curl(f"http://xlisted.test:{origin.http_port}/", proxy=port).status == 200
+        (tmp_path / "block.txt").write_text(BLOCK_LIST + "xlisted.test/\n", encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while "reloaded" not in process.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "block list hotline: 9 entries" in process.output()
+        origin.reset()
+        assert curl(f"http://xlisted.test:{origin.http_port}/", proxy=port).status == BLOCK_STATUS
+        config.write_text("lists:\n  - path: block.txt\n    mode: sideways\n")
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while "reload rejected" not in process.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f"{config}:3: lists[0].mode: must be one of splash" in process.output()
+        assert curl(f"http://xlisted.test:{origin.http_port}/", proxy=port).status == BLOCK_STATUS
+        assert process.returncode is None  # still running
+        origin.wait_idle()
+        assert origin.connections == []

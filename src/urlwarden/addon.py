@@ -4,7 +4,9 @@ Where each decision is taken, so that a blocked host is never contacted:
 
 * ``configure``: loads the configuration and lists aside, then swaps them in with one assignment;
   forces ``connection_strategy=lazy`` (mitmproxy connects upstream before the request hook
-  otherwise) and ``flow_detail=0`` (mitmproxy would print every URL it relays).
+  otherwise) and, with ``urlwarden_private_logs`` (default on), ``flow_detail=0`` and
+  mitmproxy's own log cut to errors (it would print every URL and client it relays).
+* ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else.
 * ``http_connect``: refuses a CONNECT to a host that is refused without interception.
 * ``tls_clienthello``: per host, passes the TLS connection through untouched, intercepts it, or
   marks it refused (see `engine.tls_action`).
@@ -12,6 +14,8 @@ Where each decision is taken, so that a blocked host is never contacted:
   and before any upstream connection.
 * ``server_connect``: the last guard: a server connection to a host listed whole, or one marked
   refused, is killed before it is opened.
+* ``running``: starts the admin listener, tells systemd READY=1, and makes SIGHUP reload the
+  configuration and lists (off the event loop; a bad new configuration is rejected whole).
 
 Every hook is guarded: an internal error applies the configured ``on_error`` (default block),
 is counted, and is logged once per kind.
@@ -19,20 +23,25 @@ is counted, and is logged once per kind.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import Counter
+import signal
+import time
 from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.connection import Client
 from mitmproxy.proxy import server_hooks
+from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import blockpage
-from .config import default_config_path, load_config
-from .engine import State, TlsAction, host_severity, load_state, request_verdict, tls_action
+from . import blockpage, logs, sdnotify
+from .admin import AdminServer
+from .config import AdminConfig, default_config_path, load_config
+from .engine import State, TlsAction, host_severity, load_state, request_verdict, tls_decision
 from .errors import UrlwardenError
 from .lists import parse_list_spec
 from .matcher import HostStatus, Verdict
+from .metrics import Metrics
 
 log = logging.getLogger("urlwarden")
 
@@ -45,10 +54,16 @@ class UrlWarden:
     def __init__(self, preloaded: State | None = None) -> None:
         self.state: State | None = None
         self._preloaded = preloaded  # `urlwarden run` loads and checks the lists before mitmproxy starts
-        self.counts: Counter[str] = Counter()
+        self.metrics = Metrics(mitmproxy_version=MITMPROXY_VERSION)
+        self.started = time.time()
         self._error_kinds_logged: set[str] = set()
         self._refused_clients: set[str] = set()
         self._loaded_from: tuple[str, tuple[str, ...]] | None = None
+        self._reload_task: asyncio.Task | None = None
+        self._reload_again = False
+        self._admin: AdminServer | None = None
+        self._admin_config = AdminConfig()
+        self._running = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -63,14 +78,13 @@ class UrlWarden:
             "Block lists as FILE[:FORMAT] with FORMAT plain, sha256 or csv; when given, they "
             "replace the configuration's block lists.",
         )
-
         loader.add_option(
             "urlwarden_private_logs", bool, True,
             "Keep mitmproxy's own logging private: no flow printing (flow_detail 0) and its log cut to "
             "errors, because at info level it prints every client address and host name it relays. "
             "urlwarden's own log lines are unaffected. Turn off only to debug.",
         )
-        install_log_handler()
+        logs.configure_logging("info")
 
     def configure(self, updated: set[str]) -> None:
         first = self.state is None
@@ -79,21 +93,16 @@ class UrlWarden:
                 # Eager connections would contact a listed host before the request hook runs.
                 ctx.options.update(connection_strategy="lazy")
         if ctx.options.urlwarden_private_logs:
-            private = {"flow_detail": 0, "termlog_verbosity": PRIVATE_TERMLOG_VERBOSITY}
-            changes = {k: v for k, v in private.items() if k in ctx.options and getattr(ctx.options, k) != v}
-            if changes:
-                ctx.options.update(**changes)
+            self._update_options(flow_detail=0, termlog_verbosity=PRIVATE_TERMLOG_VERBOSITY)
         wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
         if self.state is None or wanted != self._loaded_from:
             # (mitmproxy repeats configure, e.g. for script loading and for rollbacks: load once per change)
             try:
-                state = self._preloaded or self._load(ctx.options.urlwarden_config, ctx.options.urlwarden_lists)
+                state = self._preloaded or self._load(*wanted)
             except UrlwardenError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
             self._preloaded = None
-            self.state = state  # the one assignment that swaps the new lists in
-            self._loaded_from = wanted
-            log.info("urlwarden: %s", describe(state))
+            self._apply(state, wanted)
 
     @staticmethod
     def _load(config_path: str, list_specs: Sequence[str]) -> State:
@@ -102,33 +111,144 @@ class UrlWarden:
             config = config.with_lists([parse_list_spec(s) for s in list_specs])
         return load_state(config)
 
-    def client_disconnected(self, client: Client) -> None:
-        self._refused_clients.discard(client.id)
+    def _apply(self, state: State, loaded_from: tuple[str, tuple[str, ...]]) -> None:
+        """Make `state` the one in force, and bring everything that follows from it in line."""
+        self.state = state  # the one assignment that swaps the new lists in
+        self._loaded_from = loaded_from
+        config = state.config
+        logs.configure_logging(config.logging.level)
+        self.metrics.lists_from_snapshot(state.snapshot.stats.lists)
+        self.metrics.forget_lists(ls.name for ls in state.snapshot.stats.lists)
+        access = {"proxyauth": f"@{config.access.proxy_auth_file}" if config.access.proxy_auth_file else None}
+        if config.access.explicit:
+            access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
+        self._update_options(**access)
+        if self._running:
+            self._restart_admin(config.admin)
+        log.info("lists loaded: %s", describe(state))
+
+    @staticmethod
+    def _update_options(**values) -> None:
+        changes = {k: v for k, v in values.items() if k in ctx.options and getattr(ctx.options, k) != v}
+        if changes:
+            ctx.options.update(**changes)
+
+    def running(self) -> None:
+        self._running = True
+        if self.state is not None:
+            self._restart_admin(self.state.config.admin)
+        # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (NotImplementedError, RuntimeError):  # no signals on this platform or loop
+            pass
+        sdnotify.ready()
+
+    def done(self) -> None:
+        sdnotify.stopping()
+        try:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        except (NotImplementedError, RuntimeError):
+            pass
+        if self._admin is not None:
+            self._admin.stop()
+            self._admin = None
+
+    def _restart_admin(self, admin: AdminConfig) -> None:
+        if self._admin is not None and admin == self._admin_config:
+            return
+        if self._admin is not None:
+            self._admin.stop()
+            self._admin = None
+        self._admin_config = admin
+        if admin.listen is None:
+            return
+        server = AdminServer(admin.listen[0], admin.listen[1], admin.token, self.metrics,
+                             self.status, self.readiness)
+        server.start()  # a ConfigError here (port in use) aborts startup, or fails the reload
+        self._admin = server
+        log.info("admin listener on %s", server.url)
+
+    def _on_sighup(self) -> None:
+        if self._reload_task is not None and not self._reload_task.done():
+            self._reload_again = True  # one more reload once the running one ends
+            return
+        self._reload_task = asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> None:
+        """Reload configuration and lists off the event loop; a bad one is rejected whole."""
+        while True:
+            self._reload_again = False
+            sdnotify.reloading()
+            wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
+            try:
+                state = await asyncio.to_thread(self._load, *wanted)
+                self._apply(state, wanted)
+            except UrlwardenError as exc:
+                log.error("reload rejected, the running configuration stays: %s", exc)
+            sdnotify.ready()
+            if not self._reload_again:
+                return
+
+    # --- admin providers (called on the admin listener's threads; read immutable values only) ----
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        state = self.state
+        if state is None:
+            return False, ["lists not loaded"]
+        missing = [lc.name for lc in state.config.lists if lc.name not in {ls.name for ls in state.snapshot.stats.lists}]
+        return (not missing and self._running), [f"{name}: not loaded" for name in missing] or (
+            [] if self._running else ["proxy not running"])
+
+    def status(self) -> dict:
+        state = self.state
+        ages = self.metrics.list_ages()
+        last = self.metrics.last_success()
+        lists = []
+        if state is not None:
+            for ls in state.snapshot.stats.lists:
+                lists.append({"name": ls.name, "kind": ls.action, "entries": ls.entries, "format": ls.format,
+                              "last_success": last.get(ls.name), "age_seconds": ages.get(ls.name)})
+        ready, _ = self.readiness()
+        return {"started": self.started, "uptime_seconds": time.time() - self.started, "ready": ready,
+                "lists": lists}
 
     # --- connection level ----------------------------------------------------------------------
+
+    def client_connected(self, client: Client) -> None:
+        try:
+            allowed = self.state.config.access.allows(client.peername[0])
+        except Exception as exc:
+            allowed = not self._internal_error("client_connected", exc)
+        if not allowed:
+            client.error = "refused by urlwarden: not an allowed client"
+            self.metrics.count_request("error" if self.state is None else "block")
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
             return
         try:
-            action = tls_action(self.state.snapshot, self.state.config.https, [flow.request.host])
+            action, _ = tls_decision(self.state.snapshot, self.state.config.https, [flow.request.host])
         except Exception as exc:  # a filter must not fail open by accident: on_error decides
             if self._internal_error("http_connect", exc):
                 flow.response = http.Response.make(ERROR_STATUS, ERROR_BODY, {"Cache-Control": "no-store"})
             return
         if action is TlsAction.REFUSE:
-            self.counts["tls_refuse"] += 1
             flow.response = http.Response.make(403, b"Blocked by urlwarden.\n", {"Cache-Control": "no-store"})
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         server_address = data.context.server.address
         names = [data.client_hello.sni, server_address[0] if server_address else None]
+        uninspected = False
         try:
-            action = tls_action(self.state.snapshot, self.state.config.https, names)
+            action, uninspected = tls_decision(self.state.snapshot, self.state.config.https, names)
         except Exception as exc:
             action = TlsAction.REFUSE if self._internal_error("tls_clienthello", exc) else TlsAction.PASSTHROUGH
-        self.counts[f"tls_{action.value}"] += 1
+        self.metrics.count_tls(action.value)
+        if uninspected:
+            self.metrics.count_uninspected("refuse" if action is TlsAction.REFUSE else "pass")
         if action is TlsAction.PASSTHROUGH:
+            self.metrics.count_request("passthrough")
             data.ignore_connection = True
         elif action is TlsAction.REFUSE:
             # Relay nothing and mint no certificate; server_connect then kills the connection.
@@ -145,33 +265,42 @@ class UrlWarden:
         except Exception as exc:
             whole = self._internal_error("server_connect", exc)
         if whole:
-            self.counts["server_refuse"] += 1
             data.server.error = "refused by urlwarden"
+
+    def client_disconnected(self, client: Client) -> None:
+        self._refused_clients.discard(client.id)
 
     # --- requests ------------------------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
             return  # another addon already answered
+        started = time.perf_counter()
         state = self.state
         try:
             # (a State that failed to load is None: the AttributeError below then applies on_error)
             verdict = request_verdict(state.snapshot, flow.request.scheme, request_names(flow), flow.request.path)
             if verdict is not None and verdict.blocked:
                 self._block(flow, verdict, state)
+            elif verdict is not None:
+                self.metrics.count_allow_list_hit(verdict.list_name)
             else:
-                self.counts["allow_list" if verdict else "allow"] += 1
+                self.metrics.count_request("allow")
         except Exception as exc:
             if self._internal_error("request", exc):
                 flow.request.stream = False
                 flow.response = http.Response.make(ERROR_STATUS, ERROR_BODY, {"Cache-Control": "no-store"})
+        self.metrics.observe_decision(time.perf_counter() - started)
 
     def _block(self, flow: http.HTTPFlow, verdict: Verdict, state: State) -> None:
         policy = state.config.policy_for(verdict.list_name)
-        self.counts["block"] += 1
+        self.metrics.count_block(verdict.list_name)
         flow.metadata["urlwarden"] = {"decision": "block", "list": verdict.list_name, "entry": verdict.entry_id}
         # Never the URL: list and entry id identify the block without repeating what was asked for.
-        log.info("urlwarden: blocked list=%s entry=%s mode=%s", verdict.list_name, verdict.entry_id, policy.mode)
+        event = logs.block_event(verdict.list_name, verdict.entry_id, "block", policy.mode,
+                                 client=flow.client_conn.peername, log_clients=state.config.logging.client_addresses)
+        log.info("blocked list=%s entry=%s mode=%s", verdict.list_name, verdict.entry_id, policy.mode,
+                 extra={"event": event})
         if policy.mode == "close":
             flow.kill()
             return
@@ -180,27 +309,14 @@ class UrlWarden:
 
     def _internal_error(self, where: str, exc: Exception) -> bool:
         """Count and log (once per kind) an internal error; True when on_error says block."""
+        self.metrics.count_request("error")
+        self.metrics.count_error(where)
         kind = f"{where}:{type(exc).__name__}"
-        self.counts["error"] += 1
-        self.counts[f"error:{kind}"] += 1
         if kind not in self._error_kinds_logged:
             self._error_kinds_logged.add(kind)
-            log.error("urlwarden: internal error in %s (%s); on_error applies; logged once per kind",
-                      where, type(exc).__name__)
+            # The exception's type only: its message may quote the request.
+            log.error("internal error in %s (%s); on_error applies; logged once per kind", where, type(exc).__name__)
         return self.state is None or self.state.config.on_error == "block"
-
-
-def install_log_handler() -> None:
-    """urlwarden's own log lines go to stderr at info, whatever mitmproxy's verbosity is (once)."""
-    logger = logging.getLogger("urlwarden")
-    if any(getattr(h, "urlwarden", False) for h in logger.handlers):
-        return
-    handler = logging.StreamHandler()
-    handler.urlwarden = True
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 def block_response(verdict: Verdict, policy: blockpage.ListPolicy, state: State,

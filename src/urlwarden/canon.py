@@ -5,8 +5,8 @@ lowercases, unescapes or strips URLs. The pipeline (each step a small function b
 
  1. bytes: a str is encoded as UTF-8 with ``surrogateescape`` (so raw bytes mitmproxy decoded that
     way come back as they were on the wire);
- 2. strip leading/trailing ASCII whitespace, remove every tab, CR and LF;
- 3. drop the fragment (everything from the first ``#``);
+ 2. drop the fragment (everything from the first ``#``);
+ 3. strip leading/trailing ASCII whitespace, remove every tab, CR and LF;
  4. percent-unescape repeatedly until no escape is left (linear time, see `_unescape_fully`);
  5. split scheme (default ``http``), authority, path and query (the first ``?``);
  6. host: drop userinfo and port; IDN to punycode (UTS #46); remove leading/trailing dots and
@@ -135,9 +135,8 @@ def canonicalize(url: str | bytes) -> str:
 
 def parse(url: str | bytes) -> CanonicalURL:
     """Canonicalize `url` into its parts; `ValueError` when it has no valid host."""
-    raw = _to_bytes(url)
-    raw = _strip_controls(raw)
-    raw = raw.split(b"#", 1)[0]
+    raw = _to_bytes(url).split(b"#", 1)[0]  # fragment first (as the reference code does), so that
+    raw = _strip_controls(raw)                # "host/page #note" does not keep a trailing space
     raw = _unescape_fully(raw)
     scheme, authority, path, query = _split(raw)
     return CanonicalURL(
@@ -160,8 +159,10 @@ def is_ip_literal(host: str) -> bool:
     """Whether a canonical host is an IP address (dotted-quad IPv4 or bracketed IPv6)."""
     if host.startswith("["):
         return True
+    if not host[-1:].isdigit():
+        return False  # the common case, decided without splitting
     parts = host.split(".")
-    return len(parts) == 4 and all(p.isdigit() for p in parts)
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
 
 
 def host_suffixes(host: str) -> list[str]:
@@ -171,13 +172,21 @@ def host_suffixes(host: str) -> list[str]:
     """
     if is_ip_literal(host):
         return [host]
-    labels = host.split(".")
-    first = max(1, len(labels) - _SUFFIX_LABELS)
-    return [host] + [".".join(labels[i:]) for i in range(first, len(labels) - 1)]
+    # Walk the dots from the right (no split and join: this runs for every request).
+    suffixes = []
+    pos = host.rfind(".")  # the top-level label alone is never a suffix
+    for _ in range(_SUFFIX_LABELS - 1):  # suffixes of 2 to 5 labels
+        pos = host.rfind(".", 0, pos) if pos > 0 else -1
+        if pos < 0:
+            break
+        suffixes.append(host[pos + 1:])
+    suffixes.append(host)
+    suffixes.reverse()
+    return suffixes
 
 
 def expressions(url: str | bytes | CanonicalURL, max_prefixes: int = MAX_PATH_PREFIXES) -> list[str]:
-    """All "host/path" lookup expressions of `url`, most specific first, without duplicates.
+    """All "host/path" lookup expressions of `url`, in Safe Browsing's order, without duplicates.
 
     Hosts: `host_suffixes`. Paths: the path with its query, the path alone, then the directory
     prefixes "/", "/a/", "/a/b/", ... (at most `max_prefixes`, itself capped at MAX_PATH_PREFIXES).

@@ -9,6 +9,8 @@ every key; `lists/default.yaml` is the embedded default used by a bare ``urlward
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -21,7 +23,10 @@ from .blockpage import MAX_URL_CHARS, ListPolicy, PageSettings, http_url
 from .errors import ConfigError
 from .lists import ListSpec, make_spec
 
-__all__ = ["Config", "HttpsPolicy", "ListConfig", "default_config_path", "load_config", "parse_config"]
+__all__ = [
+    "AccessConfig", "AdminConfig", "Config", "HttpsPolicy", "ListConfig", "LoggingConfig",
+    "default_config_path", "load_config", "parse_config",
+]
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
 ON_ERROR_CHOICES = ("block", "allow")
@@ -29,6 +34,7 @@ INTERCEPT_CHOICES = ("listed-hosts", "all", "none")
 UNINSPECTED_CHOICES = ("refuse", "pass")
 MODE_CHOICES = ("splash", "notfound", "close")
 FORMAT_CHOICES = ("plain", "sha256", "csv")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_CONFIG_BYTES = 1 << 20
 """A configuration file larger than this is refused (it is a few hundred bytes in practice)."""
 
@@ -61,6 +67,45 @@ class ListConfig:
         return self.spec.name
 
 
+LOOPBACK_CLIENTS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The admin listener (/metrics, /healthz, /readyz, /status); off when `listen` is None.
+
+    The bearer token is read from an environment variable or a file named in the configuration,
+    never written in it; it is kept out of repr() so it cannot reach a log by accident.
+    """
+
+    listen: tuple[str, int] | None = None
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    client_addresses: bool = False  # when on, logged anonymised (IPv4 /24, IPv6 /48)
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    """Who may use the proxy. Every other client is refused before any upstream contact."""
+
+    allowed_clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK_CLIENTS
+    explicit: bool = False  # allowed_clients was configured (then mitmproxy's block_global is off)
+    proxy_auth_file: str | None = None  # htpasswd file for proxy authentication
+
+    def allows(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.allowed_clients)
+
+
 @dataclass(frozen=True)
 class Config:
     source: str
@@ -70,6 +115,9 @@ class Config:
     https: HttpsPolicy = field(default_factory=HttpsPolicy)
     lists: tuple[ListConfig, ...] = ()
     allow: tuple[ListConfig, ...] = ()
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
 
     def with_lists(self, specs: list[ListSpec]) -> Config:
         """This configuration with its block lists replaced (``urlwarden run --list``)."""
@@ -161,7 +209,8 @@ class _Reader:
                            f"an http:// or https:// URL with a host (ASCII, at most {MAX_URL_CHARS} characters)")
 
     def config(self, root: yaml.Node) -> Config:
-        top = self.mapping(root, "config", ("listen", "on_error", "operator", "https", "lists", "allow"))
+        top = self.mapping(root, "config", ("listen", "on_error", "operator", "https", "lists", "allow",
+                                            "admin", "logging", "access"))
         values: dict[str, Any] = {}
         if "listen" in top:
             values["listen"] = self.listen(top["listen"])
@@ -171,6 +220,12 @@ class _Reader:
             values["page"] = self.operator(top["operator"])
         if "https" in top:
             values["https"] = self.https(top["https"])
+        if "admin" in top:
+            values["admin"] = self.admin(top["admin"])
+        if "logging" in top:
+            values["logging"] = self.logging(top["logging"])
+        if "access" in top:
+            values["access"] = self.access(top["access"])
         values["lists"] = self.lists(top["lists"], "lists", block=True) if "lists" in top else ()
         values["allow"] = self.lists(top["allow"], "allow", block=False) if "allow" in top else ()
         seen: set[str] = set()
@@ -181,12 +236,71 @@ class _Reader:
                 seen.add(lc.name)
         return Config(source=self.source, **values)
 
-    def listen(self, node: yaml.Node) -> tuple[str, int]:
-        text = self.scalar(node, "listen", str, expected="HOST:PORT")
+    def listen(self, node: yaml.Node, where: str = "listen") -> tuple[str, int]:
+        text = self.scalar(node, where, str, expected="HOST:PORT")
         try:
             return parse_listen(text)
         except ValueError as exc:
-            self.fail(node, "listen", str(exc))
+            self.fail(node, where, str(exc))
+
+    def admin(self, node: yaml.Node) -> AdminConfig:
+        fields = self.mapping(node, "admin", ("listen", "token_env", "token_file"))
+        listen = self.listen(fields["listen"], "admin.listen") if "listen" in fields else None
+        token = None
+        if "token_env" in fields and "token_file" in fields:
+            self.fail(fields["token_file"], "admin", "give token_env or token_file, not both")
+        if "token_env" in fields:
+            name = self.scalar(fields["token_env"], "admin.token_env", str, bool, "an environment variable name")
+            token = os.environ.get(name, "").strip()
+            if not token:
+                self.fail(fields["token_env"], "admin.token_env", f"environment variable {name} is not set")
+        if "token_file" in fields:
+            path = self.base_dir / self.scalar(fields["token_file"], "admin.token_file", str, bool, "a file path")
+            try:
+                token = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                self.fail(fields["token_file"], "admin.token_file", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+            if not token:
+                self.fail(fields["token_file"], "admin.token_file", f"{path} is empty")
+        if token and (len(token) > 1024 or not token.isascii() or not token.isprintable() or " " in token):
+            self.fail(node, "admin", "the token must be printable ASCII without spaces, at most 1024 characters")
+        if listen is not None and token is None and not _is_loopback(listen[0]):
+            self.fail(fields["listen"], "admin.listen", "a token (token_env or token_file) is required off loopback")
+        return AdminConfig(listen=listen, token=token)
+
+    def logging(self, node: yaml.Node) -> LoggingConfig:
+        fields = self.mapping(node, "logging", ("level", "client_addresses"))
+        values: dict[str, Any] = {}
+        if "level" in fields:
+            values["level"] = self.choice(fields["level"], "logging.level", LOG_LEVELS)
+        if "client_addresses" in fields:
+            values["client_addresses"] = self.scalar(fields["client_addresses"], "logging.client_addresses", bool,
+                                                     expected="true or false")
+        return LoggingConfig(**values)
+
+    def access(self, node: yaml.Node) -> AccessConfig:
+        fields = self.mapping(node, "access", ("allowed_clients", "proxy_auth_file"))
+        values: dict[str, Any] = {}
+        if "allowed_clients" in fields:
+            seq = fields["allowed_clients"]
+            if not isinstance(seq, yaml.SequenceNode) or not seq.value:
+                self.fail(seq, "access.allowed_clients", "must be a non-empty list of CIDR networks")
+            networks = []
+            for i, item in enumerate(seq.value):
+                text = self.scalar(item, f"access.allowed_clients[{i}]", str, expected="a CIDR network")
+                try:
+                    networks.append(ipaddress.ip_network(text, strict=False))
+                except ValueError:
+                    self.fail(item, f"access.allowed_clients[{i}]", f"not a CIDR network: {text!r}")
+            values["allowed_clients"] = tuple(networks)
+            values["explicit"] = True
+        if "proxy_auth_file" in fields:
+            path = self.base_dir / self.scalar(fields["proxy_auth_file"], "access.proxy_auth_file", str, bool,
+                                               "an htpasswd file path")
+            if not path.is_file():
+                self.fail(fields["proxy_auth_file"], "access.proxy_auth_file", f"no such file: {path}")
+            values["proxy_auth_file"] = str(path)
+        return AccessConfig(**values)
 
     def operator(self, node: yaml.Node) -> PageSettings:
         fields = self.mapping(node, "operator", ("name", "url", "appeal_url", "help_url", "help_text"))
@@ -240,6 +354,15 @@ class _Reader:
         except ValueError as exc:  # ListPolicy's own rules (e.g. no 407, which asks for proxy credentials)
             self.fail(node, where, str(exc))
         return ListConfig(spec=spec, policy=list_policy, test_url=test_url)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_list_name(text: str) -> bool:

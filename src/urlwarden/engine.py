@@ -16,7 +16,8 @@ from .config import Config, HttpsPolicy
 from .lists import load_list
 from .matcher import HostStatus, Snapshot, Verdict, build
 
-__all__ = ["State", "TlsAction", "load_state", "request_verdict", "tls_action", "url_for"]
+__all__ = ["State", "TlsAction", "host_severity", "load_state", "request_verdict", "tls_action", "tls_decision",
+           "url_for"]
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,19 @@ def host_severity(snapshot: Snapshot, names: Iterable[str | None]) -> HostStatus
 
 def tls_action(snapshot: Snapshot, policy: HttpsPolicy, names: Iterable[str | None]) -> TlsAction:
     """What to do with a TLS connection addressed by `names` (SNI, CONNECT target or original destination)."""
+    return tls_decision(snapshot, policy, names)[0]
+
+
+def tls_decision(snapshot: Snapshot, policy: HttpsPolicy, names: Iterable[str | None]) -> tuple[TlsAction, bool]:
+    """The TLS action, and whether it was the `uninspected` setting that chose it (for counting)."""
     status = host_severity(snapshot, names)
     if policy.intercept == "all":
-        return TlsAction.INTERCEPT
+        return TlsAction.INTERCEPT, False
     if status is HostStatus.CLEAN:
-        return TlsAction.PASSTHROUGH
+        return TlsAction.PASSTHROUGH, False
     if policy.intercept == "listed-hosts":
-        return TlsAction.INTERCEPT
-    if status is HostStatus.WHOLE or policy.uninspected == "refuse":
-        return TlsAction.REFUSE
-    return TlsAction.PASSTHROUGH
+        return TlsAction.INTERCEPT, False
+    if status is HostStatus.WHOLE:
+        return TlsAction.REFUSE, False
+    return (TlsAction.REFUSE if policy.uninspected == "refuse" else TlsAction.PASSTHROUGH), True
 

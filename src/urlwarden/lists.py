@@ -31,6 +31,7 @@ Worked example (a ``plain`` file)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -221,7 +222,9 @@ class _BadLine(ValueError):
 class _Collector:
     """Accumulates one file's entries while it is read (private, mutable, short-lived)."""
 
-    def __init__(self, spec: ListSpec, *, hashed: bool, with_ids: bool = False, with_categories: bool = False):
+    def __init__(
+        self, spec: ListSpec, *, hashed: bool, with_ids: bool = False, with_categories: bool = False
+    ):
         self.spec = spec
         self.hashed = hashed
         self.digests = bytearray()
@@ -360,7 +363,9 @@ def _parse_plain(lines: Iterator[str], spec: ListSpec) -> ParsedList:
     out = _Collector(spec, hashed=False)
     for number, text in _entry_lines(lines):
         if out.entry_lines == 0 and _looks_like_csv_header(text):
-            raise ListError(f"{spec.path}: looks like a csv list (header {text!r}); load it as {spec.path}:csv")
+            raise ListError(
+                f"{spec.path}: looks like a csv list (header {text!r}); load it as {spec.path}:csv"
+            )
         out.add_url(number, text)
     return out.finish()
 
@@ -529,10 +534,8 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def _remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _fsync_directory(directory: str) -> None:

@@ -15,8 +15,9 @@ Policy:
   digits; never the URL, which must not end up in logs).
 * Fast path: most requests go to hosts no list mentions. When every list has host keys, the
   host is read off the URL (`canon.fast_host`) and its suffixes' digests are looked up among
-  the host keys; only a known host pays for full canonicalization and expression digests. Any
-  list without host keys switches this off (every URL then takes the full path).
+  the host keys (the answer is memoized per host); only a known host pays for full
+  canonicalization and expression digests, and only its expressions are hashed. Any list
+  without host keys switches this off (every URL then takes the full path).
 * Memory: per table a sorted ``array('Q')`` of the digests' first 8 bytes with a small bucket
   index over their top bits (a lookup bisects a handful of keys), a bytes blob of the other 24
   bytes for full-hash confirmation, and ids/categories only when a list has them. Identical
@@ -73,14 +74,17 @@ _BUCKET_LOAD = 4
 """Average keys per bucket of the prefix index: a lookup bisects about this many keys, and the
 index costs 4 / _BUCKET_LOAD bytes per key."""
 
-HOST_MEMO_SIZE = 16_384
-"""Hosts per generation of the per-snapshot host memo (two generations, a few MB at most).
-Real traffic requests many URLs per host, so most requests skip hashing host suffixes."""
+HOST_MEMO_SIZE = 32_768
+"""Hosts per generation of the per-snapshot host memo (two generations: about 7 MB when both
+are full of typical names). Real traffic requests many URLs per host, so most requests skip
+hashing host suffixes; the memo should hold the hosts a proxy sees in a few minutes."""
 
 MAX_CACHED_HOST_LENGTH = 253
 """Longer names (not valid DNS names) are looked up but not remembered, bounding the memo."""
 
 _REST_SIZE = DIGEST_SIZE - PREFIX_SIZE
+_ENTRY_BITS = 32  # entry numbers while building (MAX_LIST_ENTRIES per list is far below 2**32)
+_ENTRY_MASK = (1 << _ENTRY_BITS) - 1
 _prefix_of = struct.Struct(">Q").unpack_from  # big-endian, so int order == byte order
 _sha256 = hashlib.sha256
 
@@ -157,15 +161,8 @@ class _PrefixIndex:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def first(self, key: int) -> int:
-        """Index of the first occurrence of `key`, or -1."""
-        bucket = key >> self.shift
-        hi = self.starts[bucket + 1]
-        i = bisect_left(self.keys, key, self.starts[bucket], hi)
-        return i if i < hi and self.keys[i] == key else -1
-
     def __contains__(self, key: int) -> bool:
-        # `first` inlined: this runs for every host suffix of every uncached request.
+        # Runs for every host suffix of every request on a host not yet memoized.
         bucket = key >> self.shift
         starts, keys = self.starts, self.keys
         hi = starts[bucket + 1]
@@ -222,21 +219,30 @@ class _Table:
         )
 
 
-def _distinct_sorted(blob: bytes) -> list[int]:
-    """Entry numbers of `blob` in digest order, each digest once (its first occurrence)."""
+def _distinct_sorted(blob: bytes) -> array:
+    """Entry numbers of `blob` ordered by 8-byte prefix, each distinct digest once (its first
+    occurrence: the first list given, then the first line)."""
     count = len(blob) // DIGEST_SIZE
-    # sorted() is stable, so among equal digests the earliest (first list, first line) leads.
-    order = sorted(range(count), key=lambda i: blob[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE])
-    distinct, previous = [], None
-    for i in order:
+    # One int per entry, prefix above entry number: sorting plain ints needs about half the
+    # memory of sorting by 32-byte keys, which matters for lists of ten million entries.
+    decorated = [(_prefix_of(blob, i * DIGEST_SIZE)[0] << _ENTRY_BITS) | i for i in range(count)]
+    decorated.sort()
+    distinct = array("I")
+    run_prefix, run = -1, []  # digests seen under the current prefix (almost always one)
+    for item in decorated:
+        i, prefix = item & _ENTRY_MASK, item >> _ENTRY_BITS
         value = blob[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
-        if value != previous:
-            distinct.append(i)
-            previous = value
+        if prefix != run_prefix:
+            run_prefix, run = prefix, [value]
+        elif value in run:
+            continue  # a duplicate: the earlier entry keeps the provenance
+        else:
+            run.append(value)
+        distinct.append(i)
     return distinct
 
 
-def _aligned(lists: Sequence[ParsedList], order: list[int], column: str) -> tuple[str | None, ...] | None:
+def _aligned(lists: Sequence[ParsedList], order: array, column: str) -> tuple[str | None, ...] | None:
     """The ids or categories column over all lists, in table order; None when no list has it."""
     if all(getattr(pl, column) is None for pl in lists):
         return None
@@ -397,7 +403,9 @@ class Snapshot:
             return True
         return any(_host_key(suffix) in self._allow_hosts for suffix in suffixes)
 
-    def _lookup(self, cu: canon.CanonicalURL, known: tuple[str, ...] | None, max_prefixes: int) -> Verdict | None:
+    def _lookup(
+        self, cu: canon.CanonicalURL, known: tuple[str, ...] | None, max_prefixes: int
+    ) -> Verdict | None:
         """Digest every expression of `cu` (only those on `known` hosts, unless None) once and
         look it up in the allow table, then the block table."""
         expressions = canon.expressions(cu, max_prefixes)

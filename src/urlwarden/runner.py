@@ -13,6 +13,7 @@ its info level it prints every client address and host name it relays. Pass
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,7 +72,8 @@ class Banner:
         lines += [f"urlwarden: {line}" for line in describe_lists(self.state)]
         lines.append(f"urlwarden: CA certificate: {os.path.join(confdir, 'mitmproxy-ca-cert.pem')} "
                      f"(clients install it from http://mitm.it through the proxy; see docs/home.md)")
-        print("\n".join(lines), flush=True)
+        # stderr: stdout carries the JSON log lines, which log shippers parse one by one
+        print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _listen_addresses(ctx) -> list[tuple[str, int]]:

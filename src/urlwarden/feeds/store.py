@@ -1,0 +1,216 @@
+"""The last-known-good copy of each feed, in the state directory, so a restart never starts empty.
+
+Policy:
+
+* Per feed two files in the state directory (created with mode 0700 when missing):
+  ``<feed>.sha256`` (or ``<feed>.csv`` when the list has ids or categories), the list in hashed
+  form as written by `urlwarden.lists.write_sha256_list`; and ``<feed>.json``, its metadata
+  (version, checksum, time of the last successful fetch, the feed's format and a fingerprint of
+  its configuration).
+* Always the hashed form, for plain feeds too: a hashed list gives the same verdicts, entry ids
+  and host keys as its plain source (docs/lists.md), and the state directory then never holds
+  URLs of abuse material in clear. The one thing lost is the plain list's folder depth, so the
+  matcher generates all directory prefixes for a restored plain feed until its next full list.
+* Every write is atomic (temp file in the same directory, fsync, `os.replace`, directory fsync;
+  files are created 0600): a crash leaves the previous copy whole. The list is written first,
+  the metadata second; the metadata names the list's checksum, so a list whose metadata did not
+  follow (or is missing) is still used, but with no version, and the next fetch is a full one.
+* A state directory that cannot be written is reported (`FeedError`); the manager keeps the
+  update in memory and tries again at the next refresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+
+from urlwarden.errors import FeedError, ListError
+from urlwarden.feeds import FeedVersion
+from urlwarden.feeds.payload import checksum as list_checksum
+from urlwarden.feeds.payload import normalize
+from urlwarden.lists import ListSpec, ParsedList, _write_atomically, load_list, write_sha256_list
+
+__all__ = ["METADATA_VERSION", "LastKnownGood", "StoredFeed"]
+
+METADATA_VERSION = 1
+MAX_METADATA_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFeed:
+    """A feed's last-known-good copy as read back.
+
+    version       None when the metadata is missing or does not describe this list
+    last_success  when the list was last confirmed by its source (the file's mtime when the
+                  metadata is unusable)
+    feed_format   the feed's declared format when it was saved (the file itself is hashed)
+    config_id     fingerprint of the feed configuration it was fetched with
+    """
+
+    parsed: ParsedList
+    version: FeedVersion | None
+    checksum: str
+    last_success: float
+    feed_format: str | None
+    config_id: str | None
+    list_path: str
+
+
+class LastKnownGood:
+    """Reads and writes last-known-good copies under `state_dir`; see the module docstring."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]):
+        self.state_dir = os.fspath(state_dir)
+
+    def list_path(self, name: str, parsed: ParsedList) -> str:
+        """Where `parsed` would be saved for feed `name`."""
+        extension = ".csv" if parsed.ids is not None or parsed.categories is not None else ".sha256"
+        return os.path.join(self.state_dir, name + extension)
+
+    def metadata_path(self, name: str) -> str:
+        return os.path.join(self.state_dir, name + ".json")
+
+    def save(
+        self,
+        name: str,
+        parsed: ParsedList,
+        *,
+        version: FeedVersion | None,
+        checksum: str,
+        last_success: float,
+        feed_format: str,
+        config_id: str,
+    ) -> str:
+        """Write list and metadata atomically; returns the list path. `FeedError` on failure."""
+        self._make_directory(name)
+        path = self.list_path(name, parsed)
+        try:
+            write_sha256_list(parsed, path)
+        except ListError as exc:
+            raise FeedError(f"feed {name!r}: last-known-good not saved: {exc}") from None
+        for other in (".sha256", ".csv"):
+            stale = os.path.join(self.state_dir, name + other)
+            if stale != path:
+                _remove_quietly(stale)
+        self.save_metadata(
+            name,
+            path,
+            version=version,
+            checksum=checksum,
+            last_success=last_success,
+            feed_format=feed_format,
+            config_id=config_id,
+        )
+        return path
+
+    def save_metadata(
+        self,
+        name: str,
+        list_path: str,
+        *,
+        version: FeedVersion | None,
+        checksum: str,
+        last_success: float,
+        feed_format: str,
+        config_id: str,
+    ) -> None:
+        """Rewrite only the metadata (the list file is unchanged)."""
+        document = {
+            "urlwarden_feed_state": METADATA_VERSION,
+            "feed": name,
+            "list_file": os.path.basename(list_path),
+            "format": feed_format,
+            "checksum": checksum,
+            "etag": version.etag if version else None,
+            "last_modified": version.last_modified if version else None,
+            "serial": version.serial if version else None,
+            "last_success": last_success,
+            "config": config_id,
+        }
+        self._make_directory(name)
+        try:
+            _write_atomically(self.metadata_path(name), json.dumps(document, indent=1, sort_keys=True) + "\n")
+        except ListError as exc:
+            raise FeedError(f"feed {name!r}: last-known-good metadata not saved: {exc}") from None
+
+    def load(self, name: str) -> StoredFeed | None:
+        """The stored copy of feed `name`, None when there is none; `FeedError` when unusable."""
+        meta = self._read_metadata(name)
+        candidates = [meta["list_file"]] if meta and isinstance(meta.get("list_file"), str) else []
+        candidates += [name + ".sha256", name + ".csv"]
+        for file_name in candidates:
+            if os.path.basename(file_name) != file_name or not file_name.startswith(name + "."):
+                continue  # never follow a path out of the state directory
+            path = os.path.join(self.state_dir, file_name)
+            if os.path.isfile(path):
+                return self._load_list(name, path, meta)
+        return None
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _make_directory(self, name: str) -> None:
+        try:
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise FeedError(
+                f"feed {name!r}: last-known-good not saved: cannot create {self.state_dir} "
+                f"({exc.strerror or exc})"
+            ) from None
+
+    def _read_metadata(self, name: str) -> dict | None:
+        try:
+            with open(self.metadata_path(name), "rb") as f:
+                data = f.read(MAX_METADATA_BYTES + 1)
+            document = json.loads(data) if len(data) <= MAX_METADATA_BYTES else None
+        except (OSError, ValueError):
+            return None  # missing or damaged: the list is still used, without a version
+        if not isinstance(document, dict) or document.get("urlwarden_feed_state") != METADATA_VERSION:
+            return None
+        if document.get("feed") != name:
+            return None
+        return document
+
+    def _load_list(self, name: str, path: str, meta: dict | None) -> StoredFeed:
+        format = "csv" if path.endswith(".csv") else "sha256"
+        try:
+            parsed = load_list(ListSpec(path=path, format=format, name=name))
+            mtime = os.stat(path).st_mtime
+        except ListError as exc:
+            raise FeedError(f"feed {name!r}: last-known-good unusable: {exc}") from None
+        except OSError as exc:
+            raise FeedError(
+                f"feed {name!r}: last-known-good unusable: {path}: {exc.strerror or exc}"
+            ) from None
+        parsed = replace(normalize(parsed), path=f"feed:{name}")
+        actual = list_checksum(parsed)
+        if meta is None or meta.get("checksum") != actual or os.path.basename(path) != meta.get("list_file"):
+            return StoredFeed(parsed, None, actual, mtime, None, None, path)
+        version = FeedVersion(
+            etag=_text(meta.get("etag")),
+            last_modified=_text(meta.get("last_modified")),
+            serial=_text(meta.get("serial")),
+        )
+        last_success = meta.get("last_success")
+        if isinstance(last_success, bool) or not isinstance(last_success, (int, float)):
+            last_success = mtime
+        return StoredFeed(
+            parsed=parsed,
+            version=version,
+            checksum=actual,
+            last_success=float(last_success),
+            feed_format=_text(meta.get("format")),
+            config_id=_text(meta.get("config")),
+            list_path=path,
+        )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
