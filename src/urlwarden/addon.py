@@ -37,7 +37,18 @@ from mitmproxy.version import VERSION as MITMPROXY_VERSION
 from . import blockpage, logs, sdnotify
 from .admin import AdminServer
 from .config import AdminConfig, default_config_path, load_config
-from .engine import State, TlsAction, host_severity, load_state, request_verdict, tls_decision
+from .engine import (
+    State,
+    TlsAction,
+    host_severity,
+    load_state,
+    open_feeds,
+    request_verdict,
+    tls_decision,
+    with_feed_lists,
+)
+from .feedloop import FeedLoop
+from .feeds.manager import FeedManager
 from .errors import UrlwardenError
 from .lists import parse_list_spec
 from .matcher import HostStatus, Verdict
@@ -51,9 +62,10 @@ ERROR_BODY = b"urlwarden could not check this request, so it was not sent (on_er
 
 
 class UrlWarden:
-    def __init__(self, preloaded: State | None = None) -> None:
+    def __init__(self, preloaded: tuple[State, FeedManager | None, object] | None = None) -> None:
         self.state: State | None = None
-        self._preloaded = preloaded  # `urlwarden run` loads and checks the lists before mitmproxy starts
+        # `urlwarden run` loads and checks config, lists and feeds before mitmproxy starts
+        self._preloaded = preloaded
         self.metrics = Metrics(mitmproxy_version=MITMPROXY_VERSION)
         self.started = time.time()
         self._error_kinds_logged: set[str] = set()
@@ -64,6 +76,10 @@ class UrlWarden:
         self._admin: AdminServer | None = None
         self._admin_config = AdminConfig()
         self._running = False
+        self.feeds: FeedManager | None = None
+        self._feeds_key = None
+        self._feed_loop: FeedLoop | None = None
+        self._feed_task: asyncio.Task | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -98,27 +114,28 @@ class UrlWarden:
         if self.state is None or wanted != self._loaded_from:
             # (mitmproxy repeats configure, e.g. for script loading and for rollbacks: load once per change)
             try:
-                state = self._preloaded or self._load(*wanted)
+                loaded = self._preloaded or load_all(*wanted, self.feeds, self._feeds_key)
             except UrlwardenError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
             self._preloaded = None
-            self._apply(state, wanted)
+            self._apply(*loaded, wanted)
 
-    @staticmethod
-    def _load(config_path: str, list_specs: Sequence[str]) -> State:
-        config = load_config(config_path or default_config_path())
-        if list_specs:
-            config = config.with_lists([parse_list_spec(s) for s in list_specs])
-        return load_state(config)
-
-    def _apply(self, state: State, loaded_from: tuple[str, tuple[str, ...]]) -> None:
+    def _apply(self, state: State, feeds: FeedManager | None, feeds_key, loaded_from: tuple[str, tuple[str, ...]]) -> None:
         """Make `state` the one in force, and bring everything that follows from it in line."""
         self.state = state  # the one assignment that swaps the new lists in
         self._loaded_from = loaded_from
+        if feeds is not self.feeds:
+            old, self.feeds, self._feeds_key = self.feeds, feeds, feeds_key
+            if self._running:
+                self._restart_feed_loop()
+            if old is not None:
+                old.close()
         config = state.config
         logs.configure_logging(config.logging.level)
         self.metrics.lists_from_snapshot(state.snapshot.stats.lists)
         self.metrics.forget_lists(ls.name for ls in state.snapshot.stats.lists)
+        for status in feeds.statuses() if feeds else ():
+            self.metrics.list_loaded(status.name, status.entries, at=status.last_success)
         access = {"proxyauth": f"@{config.access.proxy_auth_file}" if config.access.proxy_auth_file else None}
         if config.access.explicit:
             access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
@@ -137,6 +154,7 @@ class UrlWarden:
         self._running = True
         if self.state is not None:
             self._restart_admin(self.state.config.admin)
+        self._restart_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -153,6 +171,28 @@ class UrlWarden:
         if self._admin is not None:
             self._admin.stop()
             self._admin = None
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+        if self.feeds is not None:
+            self.feeds.close()
+
+    def _restart_feed_loop(self) -> None:
+        if self._feed_task is not None:
+            self._feed_task.cancel()
+            self._feed_task = self._feed_loop = None
+        if self.feeds is None:
+            return
+        self._feed_loop = FeedLoop(self.feeds, self._feeds_changed, self.metrics)
+        self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop.run())
+
+    async def _feeds_changed(self) -> None:
+        """A feed published a new list: rebuild the snapshot aside, then swap it in."""
+        manager, state = self.feeds, self.state
+        if manager is None or state is None:
+            return
+        new_state = await asyncio.to_thread(with_feed_lists, state, manager.lists())
+        if self.state is state and self.feeds is manager:  # nothing was reloaded meanwhile
+            self.state = new_state
 
     def _restart_admin(self, admin: AdminConfig) -> None:
         if self._admin is not None and admin == self._admin_config:
@@ -182,10 +222,12 @@ class UrlWarden:
             sdnotify.reloading()
             wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
             try:
-                state = await asyncio.to_thread(self._load, *wanted)
-                self._apply(state, wanted)
+                loaded = await asyncio.to_thread(load_all, *wanted, self.feeds, self._feeds_key)
+                self._apply(*loaded, wanted)
             except UrlwardenError as exc:
                 log.error("reload rejected, the running configuration stays: %s", exc)
+            if self._feed_loop is not None:
+                self._feed_loop.refresh_all_now()  # SIGHUP also refreshes every feed now
             sdnotify.ready()
             if not self._reload_again:
                 return
@@ -193,22 +235,34 @@ class UrlWarden:
     # --- admin providers (called on the admin listener's threads; read immutable values only) ----
 
     def readiness(self) -> tuple[bool, list[str]]:
-        state = self.state
+        state, feeds = self.state, self.feeds
         if state is None:
             return False, ["lists not loaded"]
-        missing = [lc.name for lc in state.config.lists if lc.name not in {ls.name for ls in state.snapshot.stats.lists}]
-        return (not missing and self._running), [f"{name}: not loaded" for name in missing] or (
-            [] if self._running else ["proxy not running"])
+        reasons = [] if self._running else ["proxy not running"]
+        loaded = {ls.name for ls in state.snapshot.stats.lists}
+        reasons += [f"{lc.name}: not loaded" for lc in state.config.static_lists if lc.name not in loaded]
+        for status in feeds.statuses() if feeds else ():
+            if status.required and status.entries == 0:
+                reasons.append(f"{status.name}: not loaded")
+            elif status.required and status.stale:
+                reasons.append(f"{status.name}: stale")
+        return not reasons, reasons
 
     def status(self) -> dict:
-        state = self.state
+        state, feeds = self.state, self.feeds
         ages = self.metrics.list_ages()
         last = self.metrics.last_success()
+        feed_status = {s.name: s for s in feeds.statuses()} if feeds else {}
         lists = []
         if state is not None:
             for ls in state.snapshot.stats.lists:
-                lists.append({"name": ls.name, "kind": ls.action, "entries": ls.entries, "format": ls.format,
-                              "last_success": last.get(ls.name), "age_seconds": ages.get(ls.name)})
+                entry = {"name": ls.name, "kind": ls.action, "entries": ls.entries, "format": ls.format,
+                         "last_success": last.get(ls.name), "age_seconds": ages.get(ls.name)}
+                fs = feed_status.get(ls.name)
+                if fs is not None:
+                    entry.update(version=describe_version(fs.version), checksum=fs.checksum, stale=fs.stale,
+                                 last_error=fs.last_error, last_success=fs.last_success, age_seconds=fs.age)
+                lists.append(entry)
         ready, _ = self.readiness()
         return {"started": self.started, "uptime_seconds": time.time() - self.started, "ready": ready,
                 "lists": lists}
@@ -348,6 +402,24 @@ def request_names(flow: http.HTTPFlow) -> list[str | None]:
         names.append(flow.server_conn.address[0])
     names.append(flow.client_conn.sni)
     return names
+
+
+def load_all(config_path: str, list_specs: Sequence[str], feeds: FeedManager | None, feeds_key
+             ) -> tuple[State, FeedManager | None, object]:
+    """Configuration, static lists and feeds (restored from last-known-good, no network); raises UrlwardenError."""
+    config = load_config(config_path or default_config_path())
+    if list_specs:
+        config = config.with_lists([parse_list_spec(s) for s in list_specs])
+    manager, key = open_feeds(config, feeds, feeds_key)
+    state = load_state(config, manager.lists() if manager else ())
+    return state, manager, key
+
+
+def describe_version(version) -> str | None:
+    """A feed version for people: its serial, else its ETag, else its Last-Modified date."""
+    if version is None:
+        return None
+    return version.serial or version.etag or version.last_modified
 
 
 def describe(state: State) -> str:

@@ -64,6 +64,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("urls", nargs="+", metavar="URL")
     p.set_defaults(func=_cmd_check)
 
+    p = sub.add_parser("update", help="refresh every feed now and save its last-known-good list",
+                       description="Refresh every configured feed now (a running proxy picks the new lists up at "
+                                   "its next refresh, or at once on SIGHUP: systemctl reload urlwarden).")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    p.add_argument("--force", action="store_true", help="accept a list that shrinks more than max_shrink, this once")
+    p.set_defaults(func=_cmd_update)
+
+    p = sub.add_parser("status", help="per feed: entries, version, last success, last error, age, checksum")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    p.add_argument("--json", action="store_true", help="one JSON object per feed")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("selftest", help="check that each list's test URL is blocked by a live proxy (exit 1 if not)")
+    p.add_argument("--proxy", required=True, metavar="URL", help="the proxy, e.g. http://127.0.0.1:8080")
+    p.add_argument("--config", metavar="FILE", help="configuration naming the test URLs (default: the embedded one)")
+    p.add_argument("--ca", metavar="FILE", help="the proxy's CA certificate, for HTTPS test URLs")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.set_defaults(func=_cmd_selftest)
+
     p = sub.add_parser("hash-list", help="turn a plain or csv list into a sha256 list with host keys")
     p.add_argument("input", metavar="IN[:FORMAT]")
     p.add_argument("output", metavar="OUT", help="OUT.csv keeps ids and categories; anything else is a sha256 list")
@@ -145,6 +164,101 @@ def _check_line(url: str, verdict, as_json: bool) -> str:
         return f"ALLOW {url}"
     via = "allow list" if not verdict.blocked else "list"
     return f"{decision} {url} {via}={verdict.list_name} entry={verdict.entry_id} expression={verdict.expression}"
+
+
+def _load_config(path: str | None):
+    from .config import default_config_path, load_config
+
+    return load_config(path or default_config_path())
+
+
+def _feed_manager(config):
+    from .feeds.manager import FeedManager
+
+    if not config.feeds:
+        print(f"urlwarden: {config.source}: no feeds configured (lists given by 'path' are read directly)",
+              file=sys.stderr)
+        return None
+    return FeedManager(config.feeds, config.state_dir)
+
+
+def _cmd_update(args, _passthrough) -> int:
+    import time
+
+    from .errors import FeedError
+
+    config = _load_config(args.config)
+    manager = _feed_manager(config)
+    if manager is None:
+        return EXIT_OK
+    status = EXIT_OK
+    with manager:
+        manager.load_last_known_good()
+        names = manager.names
+        for i, name in enumerate(names, 1):
+            print(f"[{i}/{len(names)}] {name}: updating...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            try:
+                manager.refresh(name, force=True if args.force else None)
+            except FeedError as exc:
+                print(f"[{i}/{len(names)}] {name}: failed, the last good list stays: {exc}", file=sys.stderr)
+                status = EXIT_ERROR
+                continue
+            fs = manager.status(name)
+            print(f"[{i}/{len(names)}] {name}: {fs.last_update}, {fs.entries} entries, version "
+                  f"{_version(fs.version)} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
+    return status
+
+
+def _cmd_status(args, _passthrough) -> int:
+    config = _load_config(args.config)
+    manager = _feed_manager(config)
+    if manager is None:
+        return EXIT_OK
+    with manager:
+        manager.load_last_known_good()
+        statuses = manager.statuses()
+    for fs in statuses:
+        record = {"feed": fs.name, "entries": fs.entries, "version": _version(fs.version),
+                  "last_success": _when(fs.last_success), "last_error": fs.last_error,
+                  "age_seconds": None if fs.age is None else round(fs.age), "stale": fs.stale,
+                  "checksum": fs.checksum, "source": fs.source}
+        if args.json:
+            print(json.dumps(record))
+        else:
+            age = "-" if fs.age is None else f"{fs.age / 3600:.1f}h"
+            print(f"{fs.name}: {fs.entries} entries, version {record['version'] or '-'}, "
+                  f"last success {record['last_success'] or 'never'}, age {age}{' (STALE)' if fs.stale else ''}, "
+                  f"checksum {(fs.checksum or '-')[:16]}, last error {fs.last_error or '-'}")
+    return EXIT_OK
+
+
+def _version(version) -> str | None:
+    if version is None:
+        return None
+    return version.serial or version.etag or version.last_modified
+
+
+def _when(timestamp: float | None) -> str | None:
+    import datetime as dt
+
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cmd_selftest(args, _passthrough) -> int:
+    from .selftest import cases_from_config, run_selftest
+
+    config = _load_config(args.config)
+    cases = cases_from_config(config)
+    if not cases:
+        print(f"urlwarden: {config.source}: no list has a test_url to check", file=sys.stderr)
+        return EXIT_ERROR
+    results = run_selftest(args.proxy, cases, timeout=args.timeout, ca_bundle=args.ca)
+    for result in results:
+        print(f"{'PASS' if result.ok else 'FAIL'} {result.list_name}: {result.reason}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_BLOCKED
 
 
 def _cmd_hash_list(args, _passthrough) -> int:

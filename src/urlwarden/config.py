@@ -20,7 +20,10 @@ from typing import Any, NoReturn
 import yaml
 
 from .blockpage import MAX_URL_CHARS, ListPolicy, PageSettings, http_url
-from .errors import ConfigError
+from .errors import ConfigError, FeedError
+from .feeds import make_adapter
+from .feeds.manager import FeedSpec
+from .feeds.payload import load_public_key
 from .lists import ListSpec, make_spec
 
 __all__ = [
@@ -56,15 +59,16 @@ class HttpsPolicy:
 
 @dataclass(frozen=True)
 class ListConfig:
-    """One block or allow list: where it is and how its blocks are answered."""
+    """One block or allow list: a static file (`spec`) or a feed (`feed`), and how its blocks are answered."""
 
-    spec: ListSpec
+    spec: ListSpec | None = None
     policy: ListPolicy = field(default_factory=ListPolicy)
     test_url: str | None = None
+    feed: FeedSpec | None = None
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.feed.name if self.feed is not None else self.spec.name
 
 
 LOOPBACK_CLIENTS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -118,9 +122,18 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    state_dir: str = field(default_factory=lambda: default_state_dir())
+
+    @property
+    def feeds(self) -> tuple[FeedSpec, ...]:
+        return tuple(lc.feed for lc in self.lists if lc.feed is not None)
+
+    @property
+    def static_lists(self) -> tuple[ListConfig, ...]:
+        return tuple(lc for lc in self.lists if lc.spec is not None)
 
     def with_lists(self, specs: list[ListSpec]) -> Config:
-        """This configuration with its block lists replaced (``urlwarden run --list``)."""
+        """This configuration with its block lists (static and feeds) replaced (``urlwarden run --list``)."""
         return replace(self, lists=tuple(ListConfig(spec=s) for s in specs))
 
     def policy_for(self, list_name: str) -> ListPolicy:
@@ -128,6 +141,12 @@ class Config:
             if lc.name == list_name:
                 return lc.policy
         return ListPolicy()
+
+
+def default_state_dir() -> str:
+    """Where feeds keep their last-known-good lists unless ``state_dir`` says otherwise."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "urlwarden")
 
 
 def default_config_path() -> Path:
@@ -195,7 +214,7 @@ class _Reader:
         value = yaml.SafeLoader("").construct_object(node)
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             value = node.value  # "8080" or 1.0 written unquoted are still text here
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
         if not ok or (check is not None and not check(value)):
             self.fail(node, where, f"must be {expected or kind.__name__}, not {node.value!r}")
         return value
@@ -210,7 +229,7 @@ class _Reader:
 
     def config(self, root: yaml.Node) -> Config:
         top = self.mapping(root, "config", ("listen", "on_error", "operator", "https", "lists", "allow",
-                                            "admin", "logging", "access"))
+                                            "admin", "logging", "access", "state_dir"))
         values: dict[str, Any] = {}
         if "listen" in top:
             values["listen"] = self.listen(top["listen"])
@@ -220,6 +239,8 @@ class _Reader:
             values["page"] = self.operator(top["operator"])
         if "https" in top:
             values["https"] = self.https(top["https"])
+        if "state_dir" in top:
+            values["state_dir"] = str(self.base_dir / self.scalar(top["state_dir"], "state_dir", str, bool, "a folder path"))
         if "admin" in top:
             values["admin"] = self.admin(top["admin"])
         if "logging" in top:
@@ -326,20 +347,28 @@ class _Reader:
     def lists(self, node: yaml.Node, where: str, block: bool) -> tuple[ListConfig, ...]:
         if not isinstance(node, yaml.SequenceNode):
             self.fail(node, where, "must be a list of lists (each with at least a path)")
-        keys = ("name", "path", "format", "reason", "status", "mode", "test_url") if block else ("name", "path", "format")
+        keys = (("name", "path", "feed", "format", "reason", "status", "mode", "test_url") if block
+                else ("name", "path", "format"))
         return tuple(self.one_list(item, f"{where}[{i}]", keys) for i, item in enumerate(node.value))
 
     def one_list(self, node: yaml.Node, where: str, keys: tuple[str, ...]) -> ListConfig:
         fields = self.mapping(node, where, keys)
-        if "path" not in fields:
-            self.fail(node, where, "missing key 'path'")
-        path = self.base_dir / self.scalar(fields["path"], f"{where}.path", str, bool, "a file path")
+        if ("path" in fields) == ("feed" in fields):
+            self.fail(node, where, "give either 'path' (a list file) or 'feed' (a feed), not both" if "path" in fields
+                      else f"missing key 'path'{' or feed' if 'feed' in keys else ''}")
         fmt = self.choice(fields["format"], f"{where}.format", FORMAT_CHOICES) if "format" in fields else None
         name = None
         if "name" in fields:
             name = self.scalar(fields["name"], f"{where}.name", str, _is_list_name,
                                "a name of letters, digits, '.', '_' or '-'")
-        spec = make_spec(path, fmt, name)
+        spec = feed = None
+        if "path" in fields:
+            path = self.base_dir / self.scalar(fields["path"], f"{where}.path", str, bool, "a file path")
+            spec = make_spec(path, fmt, name)
+        else:
+            if name is None:
+                self.fail(node, where, "a feed needs a 'name'")
+            feed = self.feed(fields["feed"], f"{where}.feed", name, fmt or "plain")
         policy: dict[str, Any] = {}
         if "reason" in fields:
             policy["reason"] = self.scalar(fields["reason"], f"{where}.reason", str, bool, "non-empty text")
@@ -353,7 +382,76 @@ class _Reader:
             list_policy = ListPolicy(**policy)
         except ValueError as exc:  # ListPolicy's own rules (e.g. no 407, which asks for proxy credentials)
             self.fail(node, where, str(exc))
-        return ListConfig(spec=spec, policy=list_policy, test_url=test_url)
+        return ListConfig(spec=spec, policy=list_policy, test_url=test_url, feed=feed)
+
+    def feed(self, node: yaml.Node, where: str, name: str, fmt: str) -> FeedSpec:
+        fields = self.mapping(node, where, ("adapter", "options", "refresh", "jitter", "max_age", "max_shrink",
+                                            "force", "public_key", "required"))
+        if "adapter" not in fields:
+            self.fail(node, where, "missing key 'adapter' (e.g. http or file)")
+        values: dict[str, Any] = {
+            "adapter": self.scalar(fields["adapter"], f"{where}.adapter", str, bool, "an adapter name"),
+        }
+        options: dict[str, Any] = {}
+        if "options" in fields:
+            option_nodes = self.mapping(fields["options"], f"{where}.options", _AnyKey())
+            for key, value_node in option_nodes.items():
+                if not isinstance(value_node, yaml.ScalarNode):
+                    self.fail(value_node, f"{where}.options.{key}", "must be a single value")
+                options[key] = yaml.SafeLoader("").construct_object(value_node)
+                if isinstance(options[key], str) and key.endswith(("path", "file", "cert", "key", "bundle")):
+                    options[key] = str(self.base_dir / options[key])  # relative to the configuration file
+        values["options"] = options
+        for key in ("refresh", "max_age"):
+            if key in fields:
+                values["interval" if key == "refresh" else key] = self.duration(fields[key], f"{where}.{key}")
+        for key in ("jitter", "max_shrink"):
+            if key in fields:
+                values[key] = float(self.scalar(fields[key], f"{where}.{key}", (int, float),
+                                                lambda v: 0 <= v < 1 if key == "jitter" else 0 <= v <= 1,
+                                                "a fraction from 0 to 1"))
+        for key in ("force", "required"):
+            if key in fields:
+                values[key] = self.scalar(fields[key], f"{where}.{key}", bool, expected="true or false")
+        if "public_key" in fields:
+            key_text = self.scalar(fields["public_key"], f"{where}.public_key", str, bool,
+                                   "a PEM file path or a base64 Ed25519 key")
+            candidate = self.base_dir / key_text
+            values["public_key"] = str(candidate) if candidate.is_file() else key_text
+        try:
+            spec = FeedSpec(name=name, format=fmt, **values)
+            make_adapter(spec.adapter, dict(spec.options), name).close()  # checks the options now, not at 3 am
+            if spec.public_key is not None:
+                load_public_key(spec.public_key, name)
+        except FeedError as exc:
+            self.fail(fields.get("options", node), where, str(exc))
+        return spec
+
+    def duration(self, node: yaml.Node, where: str) -> float:
+        value = self.scalar(node, where, (int, str), lambda v: _seconds(v) is not None,
+                            "a duration such as 90s, 30m, 12h, 2d (or seconds)")
+        return _seconds(value)
+
+
+class _AnyKey(tuple):
+    """Accepts every key (adapter options are checked by the adapter itself)."""
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(value: int | str) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return float(value) if value > 0 else None
+    text = value.strip().lower()
+    if len(text) >= 2 and text[:-1].isdigit() and text[-1] in _DURATION_UNITS and int(text[:-1]) > 0:
+        return float(int(text[:-1]) * _DURATION_UNITS[text[-1]])
+    return None
 
 
 def _is_loopback(host: str) -> bool:

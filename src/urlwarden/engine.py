@@ -10,22 +10,29 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .config import Config, HttpsPolicy
-from .lists import load_list
+from .feeds.manager import FeedManager
+from .lists import ParsedList, load_list
 from .matcher import HostStatus, Snapshot, Verdict, build
 
 __all__ = ["State", "TlsAction", "host_severity", "load_state", "request_verdict", "tls_action", "tls_decision",
-           "url_for"]
+           "url_for", "with_feed_lists", "open_feeds"]
 
 
 @dataclass(frozen=True)
 class State:
-    """Everything a decision needs, swapped into the addon with one assignment."""
+    """Everything a decision needs, swapped into the addon with one assignment.
+
+    The parsed static lists are kept so that a feed update rebuilds the snapshot without
+    reading them again.
+    """
 
     config: Config
     snapshot: Snapshot
+    static_block: tuple[ParsedList, ...] = ()
+    allow: tuple[ParsedList, ...] = ()
 
 
 class TlsAction(enum.Enum):
@@ -34,11 +41,36 @@ class TlsAction(enum.Enum):
     REFUSE = "refuse"  # close the connection: never contact the server
 
 
-def load_state(config: Config) -> State:
-    """Load every list of `config` and compile them; raises ListError and changes nothing on failure."""
-    block = [load_list(lc.spec) for lc in config.lists]
-    allow = [load_list(lc.spec) for lc in config.allow]
-    return State(config=config, snapshot=build(block, allow))
+def load_state(config: Config, feed_lists: Iterable[ParsedList] = ()) -> State:
+    """Load every static list of `config`, add the feeds' lists, and compile them.
+
+    Raises ListError (changing nothing) when a list cannot be loaded.
+    """
+    static = tuple(load_list(lc.spec) for lc in config.static_lists)
+    allow = tuple(load_list(lc.spec) for lc in config.allow)
+    return State(config=config, snapshot=build(static + tuple(feed_lists), allow), static_block=static, allow=allow)
+
+
+FeedsKey = tuple  # (feed specs, state dir): a FeedManager is kept across reloads while this is unchanged
+
+
+def open_feeds(config: Config, current: FeedManager | None, current_key: FeedsKey | None
+               ) -> tuple[FeedManager | None, FeedsKey | None]:
+    """The FeedManager for `config`: the current one when its feeds are unchanged, else a new one
+    restored from the last-known-good lists on disk (no network call). Raises FeedError."""
+    if not config.feeds:
+        return None, None
+    key = (config.feeds, config.state_dir)
+    if current is not None and key == current_key:
+        return current, key
+    manager = FeedManager(config.feeds, config.state_dir)
+    manager.load_last_known_good()
+    return manager, key
+
+
+def with_feed_lists(state: State, feed_lists: Iterable[ParsedList]) -> State:
+    """`state` with a new snapshot over its static lists and these feed lists (after a feed update)."""
+    return replace(state, snapshot=build(state.static_block + tuple(feed_lists), state.allow))
 
 
 def url_for(scheme: str, name: str, path: str) -> str:

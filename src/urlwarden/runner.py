@@ -17,18 +17,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import default_config_path, load_config
-from .engine import State, load_state
-from .lists import parse_list_spec
+from .config import default_config_path
+from .engine import State
 
 
 def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, int] | None,
         mitmproxy_args: Sequence[str]) -> int:
     """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code."""
-    config = load_config(config_path or default_config_path())
-    if list_specs:
-        config = config.with_lists([parse_list_spec(s) for s in list_specs])
-    state = load_state(config)
+    from .addon import load_all
+
+    loaded = load_all(config_path or str(default_config_path()), list_specs, None, None)
+    state = loaded[0]
+    config = state.config
     host, port = listen or config.listen
     args = [
         "--listen-host", host, "--listen-port", str(port),
@@ -38,11 +38,11 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
     for spec in list_specs:
         args += ["--set", f"urlwarden_lists={spec}"]
     args += list(mitmproxy_args)
-    _start_mitmproxy(state, args)
+    _start_mitmproxy(loaded, args)
     return 0
 
 
-def _start_mitmproxy(state: State, args: list[str]) -> None:
+def _start_mitmproxy(loaded, args: list[str]) -> None:
     # Imported here so that the rest of the CLI (check, canon, hash-list) starts fast.
     from mitmproxy.tools import cmdline, main
     from mitmproxy.tools.dump import DumpMaster
@@ -52,7 +52,7 @@ def _start_mitmproxy(state: State, args: list[str]) -> None:
     class UrlwardenMaster(DumpMaster):
         def __init__(self, options):
             super().__init__(options, with_termlog=True, with_dumper=False)
-            self.addons.add(UrlWarden(preloaded=state), Banner(state))
+            self.addons.add(UrlWarden(preloaded=loaded), Banner(loaded[0]))
 
     main.run(UrlwardenMaster, cmdline.mitmdump, args)
 

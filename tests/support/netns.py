@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .certs import TestPKI
+# ns_curl is clients.curl with an `ip netns exec` prefix: it shares curl's parsing and bounded runner.
 from .clients import CurlResult, _no_proxy_env, _parse_header_dump, _run_bounded
 from .origin import Origin
 from .proxyproc import CONNECT_POLL, ProxyProcess, ProxyStartError
@@ -59,6 +60,7 @@ from .proxyproc import CONNECT_POLL, ProxyProcess, ProxyStartError
 __all__ = [
     "Lab",
     "Namespace",
+    "NetnsError",
     "NetnsOrigin",
     "NetnsProxyProcess",
     "netns_unavailable_reason",
@@ -76,6 +78,13 @@ PROBE_TIMEOUT = 10.0
 # A resolver that answers nothing: a name missing from the namespace's hosts file fails at once.
 NO_DNS_RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 
+_PROBE_RULESET = """
+table inet probe {
+    chain c {
+        type nat hook prerouting priority dstnat; policy accept;
+    }
+}
+"""
 _T = TypeVar("_T")
 _counter = itertools.count(1)
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -112,8 +121,7 @@ def netns_unavailable_reason() -> str | None:
         return f"cannot create a network namespace: {exc}"
     try:
         _command(["ip", "-n", probe, "link", "add", "p0", "type", "veth", "peer", "name", "p1"], timeout=PROBE_TIMEOUT)
-        _command(["ip", "netns", "exec", probe, "nft", "-f", "-"], timeout=PROBE_TIMEOUT,
-                 input="table inet probe {\n chain c {\n  type nat hook prerouting priority dstnat; policy accept;\n }\n}\n")
+        _command(["ip", "netns", "exec", probe, "nft", "-f", "-"], timeout=PROBE_TIMEOUT, input=_PROBE_RULESET)
         _in_netns(NETNS_RUN_DIR / probe, lambda: socket.socket().close())
     except (NetnsError, OSError) as exc:
         return f"namespaces work, but not veth pairs, nftables NAT or setns inside them: {exc}"

@@ -379,7 +379,14 @@ class FeedManager:
                 except FeedError as exc:
                     self._publish(name, replace(state, last_error=str(exc)))
                     continue
+                health = self._store.load_health(name)
+                if health is not None and isinstance(health.get("consecutive_failures"), int):
+                    state = replace(state, last_attempt=health.get("last_attempt"),
+                                    last_error=health.get("last_error"),
+                                    consecutive_failures=health["consecutive_failures"])
                 if stored is None:
+                    if health is not None:
+                        self._publish(name, state)
                     continue
                 now = self._clock()
                 same_config = stored.config_id == self._config_ids[name] and stored.feed_format == spec.format
@@ -462,6 +469,7 @@ class FeedManager:
 
     def _fail(self, name: str, state: _State, started: float, message: str) -> None:
         failures = state.consecutive_failures + 1
+        self._record_health(name, started, message, failures)
         self._publish(
             name,
             replace(
@@ -505,10 +513,18 @@ class FeedManager:
                 )
             except FeedError as exc:
                 notes.append(str(exc))
-        self._publish(
+        if (state.last_error, state.consecutive_failures) != ("; ".join(notes) or None, 0):
+            self._record_health(name, started, "; ".join(notes) or None, 0)  # only when it changed:
+        self._publish(                                                         # a 304 rewrites nothing
             name, replace(new, last_error="; ".join(notes) or None), changed=outcome.parsed is not None
         )
         return outcome.parsed is not None
+
+    def _record_health(self, name: str, attempt: float, error: str | None, failures: int) -> None:
+        try:
+            self._store.save_health(name, last_attempt=attempt, last_error=error, consecutive_failures=failures)
+        except FeedError:
+            pass  # the state directory problem is reported by the list save itself
 
     def _save(self, spec: FeedSpec, state: _State, notes: list[str]) -> _State:
         assert state.parsed is not None and state.checksum is not None

@@ -71,6 +71,33 @@ class LastKnownGood:
     def metadata_path(self, name: str) -> str:
         return os.path.join(self.state_dir, name + ".json")
 
+    def health_path(self, name: str) -> str:
+        return os.path.join(self.state_dir, name + ".health.json")
+
+    def save_health(self, name: str, *, last_attempt: float | None, last_error: str | None,
+                    consecutive_failures: int) -> None:
+        """Record the outcome of the latest refresh, so that another process (``urlwarden status``)
+        and the next start see failures too. Best effort: a write failure raises `FeedError`."""
+        document = {"feed": name, "last_attempt": last_attempt, "last_error": last_error,
+                    "consecutive_failures": consecutive_failures}
+        self._make_directory(name)
+        try:
+            _write_atomically(self.health_path(name), json.dumps(document, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise FeedError(f"feed {name!r}: cannot write {self.health_path(name)}: {exc.strerror or exc}") from None
+
+    def load_health(self, name: str) -> dict | None:
+        """What `save_health` recorded, or None (missing or damaged)."""
+        try:
+            with open(self.health_path(name), "rb") as f:
+                data = f.read(MAX_METADATA_BYTES + 1)
+            document = json.loads(data) if len(data) <= MAX_METADATA_BYTES else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(document, dict) or document.get("feed") != name:
+            return None
+        return document
+
     def save(
         self,
         name: str,
