@@ -186,3 +186,16 @@ def test_http_connect_refused_without_interception(tmp_path):
         f2.request = tutils.treq(method=b"CONNECT", host="unlisted.test", port=443, path=b"")
         addon.http_connect(f2)
         assert f2.response is None
+
+
+@pytest.mark.parametrize(
+    ("path_len", "headers", "status"),
+    [(20_000, 1, 414), (100, 300, 431), (100, 1, None)],
+)
+def test_oversized_requests_are_answered_before_any_decision(addon_ctx, path_len, headers, status):
+    addon, _ = addon_ctx
+    f = flow_for("http://unlisted.test/" + "a" * path_len)
+    for i in range(headers):
+        f.request.headers.add(f"x-h{i}", "v")
+    addon.requestheaders(f)
+    assert (f.response.status_code if f.response else None) == status

@@ -114,3 +114,74 @@ def test_block_page_rules_are_config_errors(text, message):
     with pytest.raises(ConfigError) as info:
         parse_config(text, "cfg.yaml", Path("/nowhere"))
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_feed_admin_access_and_logging_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("UW_TEST_TOKEN", "tok-123")
+    monkeypatch.setenv("HOTLINE_TOKEN", "feed-secret")
+    (tmp_path / "ca.pem").write_text("placeholder: only its existence is checked at load time\n")
+    text = """
+state_dir: state
+admin:
+  listen: 127.0.0.1:9999
+  token_env: UW_TEST_TOKEN
+logging:
+  level: debug
+  client_addresses: true
+access:
+  allowed_clients: [192.0.2.0/24, "2001:db8::/32"]
+lists:
+  - name: hotline
+    format: sha256
+    feed:
+      adapter: http
+      options:
+        url: https://feeds.example/hotline
+        auth: bearer
+        token_env: HOTLINE_TOKEN
+        ca_bundle: ca.pem
+      refresh: 12h
+      max_age: 2d
+      max_shrink: 0.25
+      required: true
+  - path: local.txt
+"""
+    config = parse_config(text, "cfg.yaml", tmp_path)
+    assert config.state_dir == str(tmp_path / "state")
+    assert config.admin.listen == ("127.0.0.1", 9999) and config.admin.token == "tok-123"
+    assert "tok-123" not in repr(config)
+    assert (config.logging.level, config.logging.client_addresses) == ("debug", True)
+    assert config.access.allows("192.0.2.9") and config.access.allows("::ffff:192.0.2.9")
+    assert not config.access.allows("127.0.0.1") and config.access.explicit
+    (feed,) = config.feeds
+    assert (feed.name, feed.adapter, feed.format, feed.interval, feed.max_age, feed.max_shrink, feed.required) == (
+        "hotline", "http", "sha256", 43200.0, 172800.0, 0.25, True)
+    assert feed.options["ca_bundle"] == str(tmp_path / "ca.pem")
+    assert [lc.name for lc in config.static_lists] == ["local"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lists:\n  - name: f\n    feed:\n      options: {}\n", "cfg.yaml:4: lists[0].feed: missing key 'adapter'"),
+        ("lists:\n  - name: f\n    feed:\n      adapter: carrier-pigeon\n",
+         "cfg.yaml:4: lists[0].feed: unknown feed adapter 'carrier-pigeon'"),
+        ("lists:\n  - name: f\n    feed:\n      adapter: http\n      options:\n        url: https://f.example/\n"
+         "        colour: red\n", "cfg.yaml:6: lists[0].feed: "),
+        ("lists:\n  - name: f\n    feed:\n      adapter: file\n      refresh: soon\n", "cfg.yaml:5: lists[0].feed.refresh: must be a duration"),
+        ("lists:\n  - name: f\n    feed:\n      adapter: file\n      max_shrink: 2\n", "cfg.yaml:5: lists[0].feed.max_shrink: must be a fraction"),
+        ("lists:\n  - feed:\n      adapter: file\n", "cfg.yaml:2: lists[0]: a feed needs a 'name'"),
+        ("lists:\n  - name: f\n    path: a.txt\n    feed:\n      adapter: file\n", "cfg.yaml:2: lists[0]: give either 'path'"),
+        ("admin:\n  listen: 0.0.0.0:9181\n", "cfg.yaml:2: admin.listen: a token (token_env or token_file) is required off loopback"),
+        ("admin:\n  token_env: UW_SURELY_UNSET_VAR\n", "cfg.yaml:2: admin.token_env: environment variable UW_SURELY_UNSET_VAR is not set"),
+        ("admin:\n  token_file: nope\n", "cfg.yaml:2: admin.token_file: cannot read"),
+        ("access:\n  allowed_clients: [10.0.0.0/33]\n", "cfg.yaml:2: access.allowed_clients[0]: not a CIDR network"),
+        ("access:\n  allowed_clients: []\n", "cfg.yaml:2: access.allowed_clients: must be a non-empty list"),
+        ("logging:\n  level: loud\n", "cfg.yaml:2: logging.level: must be one of debug"),
+    ],
+)
+def test_feed_admin_access_errors(text, message, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "cfg.yaml", tmp_path)
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)

@@ -131,3 +131,23 @@ def test_update_command_shows_progress_and_status(tmp_path):
                           timeout=60).stdout
     assert text.startswith("hotline: 2 entries, version \"e1\"")
     assert "last error" in text and "404" in text
+
+
+def test_sighup_during_a_download(tmp_path, origin):
+    with FeedServer() as feeds:
+        feeds.set_default("/hotline", Reply(body=b"listed.test/\n", etag='"v1"'))
+        config = write_config(tmp_path, feeds.url("/hotline"))
+        origin.reset()
+        with start(tmp_path, config, origin) as proxy:
+            wait_for(lambda: status_code(proxy, origin, "listed.test") == 451, "the first list")
+            # a slow download is under way when a second SIGHUP arrives
+            feeds.set_default("/hotline", Reply(body=b"listed.test/\nlater.test/\n", etag='"v2"', delay=3.0))
+            proxy.send_signal(signal.SIGHUP)
+            wait_for(lambda: len(feeds.requests_for("/hotline")) >= 2, "the slow download to start")
+            proxy.send_signal(signal.SIGHUP)
+            # requests never wait on the download: the old list answers meanwhile
+            assert status_code(proxy, origin, "listed.test") == 451
+            assert status_code(proxy, origin, "later.test") == 200
+            wait_for(lambda: status_code(proxy, origin, "later.test") == 451, "the slow download to land")
+            assert proxy.returncode is None
+            assert "reload rejected" not in proxy.output()

@@ -57,6 +57,12 @@ from .metrics import Metrics
 log = logging.getLogger("urlwarden")
 
 PRIVATE_TERMLOG_VERBOSITY = "error"
+MAX_TARGET_BYTES = 16 * 1024
+"""A longer request target is refused with 414 (nginx and Apache stop at 8 KiB; Squid at 64 KiB)."""
+MAX_HEADER_BYTES = 64 * 1024
+"""Request headers larger than this in all are refused with 431; mitmproxy itself sets no limit."""
+MAX_HEADER_COUNT = 200
+"""More request header fields than this are refused with 431."""
 ERROR_STATUS = 503
 ERROR_BODY = b"urlwarden could not check this request, so it was not sent (on_error: block).\n"
 
@@ -330,6 +336,10 @@ class UrlWarden:
         if flow.response or flow.error:
             return  # another addon already answered
         started = time.perf_counter()
+        if refuse_oversized(flow):
+            self.metrics.count_request("error")
+            self.metrics.count_error("oversized")
+            return
         state = self.state
         try:
             # (a State that failed to load is None: the AttributeError below then applies on_error)
@@ -391,6 +401,21 @@ def block_response(verdict: Verdict, policy: blockpage.ListPolicy, state: State,
     if page.status == 451:
         response.reason = "Unavailable For Legal Reasons"  # RFC 7725; mitmproxy's table predates it
     return response
+
+
+def refuse_oversized(flow: http.HTTPFlow) -> bool:
+    """Answer an oversized request with 414 or 431 before anything else happens to it."""
+    request = flow.request
+    fields = request.headers.fields
+    if len(request.data.path) + len(request.data.authority) + len(request.data.host) > MAX_TARGET_BYTES:
+        status, reason = 414, b"URI Too Long\n"
+    elif len(fields) > MAX_HEADER_COUNT or sum(len(k) + len(v) + 4 for k, v in fields) > MAX_HEADER_BYTES:
+        status, reason = 431, b"Request Header Fields Too Large\n"
+    else:
+        return False
+    request.stream = False
+    flow.response = http.Response.make(status, reason, {"Cache-Control": "no-store", "Connection": "close"})
+    return True
 
 
 def request_names(flow: http.HTTPFlow) -> list[str | None]:

@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE[:FORMAT]",
                    help="block list, repeatable; replaces the configuration's lists")
     p.add_argument("--listen", metavar="HOST:PORT", help="where the proxy listens (default from the config)")
+    p.add_argument("--mode", metavar="MODE", help="mitmproxy proxy mode, e.g. transparent (default: regular); "
+                                                   "see docs/isp.md")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("canon", help="print the canonical form and lookup expressions of URLs")
@@ -83,6 +85,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(func=_cmd_selftest)
 
+    p = sub.add_parser("squid-helper", help="Squid external ACL helper (concurrent protocol) over the same lists",
+                       description="Speaks Squid's external_acl_type protocol on stdin/stdout; see docs/squid.md.")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    p.set_defaults(func=_cmd_squid_helper)
+
+    p = sub.add_parser("blockpage-server", help="serve the block page on its own port (for Squid's deny_info)")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:8081")
+    p.set_defaults(func=_cmd_blockpage_server)
+
+    p = sub.add_parser("export", help="export lists for other systems (diversion addresses, fleet snapshots)")
+    export = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    e = export.add_parser("divert", help="destination addresses of listed hosts, for stage-1 diversion")
+    e.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    e.add_argument("--format", choices=("nft", "plain"), default="plain")
+    e.add_argument("--output", metavar="FILE", help="write here (atomically) instead of stdout")
+    e.add_argument("--confirm", metavar="FILE", help="operator-confirmed addresses held back earlier")
+    e.set_defaults(func=_cmd_export_divert)
+    e = export.add_parser("snapshot", help="the verified last-known-good feeds, signed, for static serving")
+    e.add_argument("directory", metavar="DIR")
+    e.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    e.add_argument("--key", metavar="FILE", help="Ed25519 private key (PEM) to sign with")
+    e.set_defaults(func=_cmd_export_snapshot)
+
     p = sub.add_parser("hash-list", help="turn a plain or csv list into a sha256 list with host keys")
     p.add_argument("input", metavar="IN[:FORMAT]")
     p.add_argument("output", metavar="OUT", help="OUT.csv keeps ids and categories; anything else is a sha256 list")
@@ -101,7 +127,39 @@ def _cmd_run(args, passthrough: list[str]) -> int:
             listen = parse_listen(args.listen)
         except ValueError as exc:
             raise ConfigError(f"--listen: {exc}") from None
+    if args.mode:
+        passthrough = ["--mode", args.mode, *passthrough]
     return run(args.config, args.lists, listen, passthrough)
+
+
+def _cmd_squid_helper(args, _passthrough) -> int:
+    from .squid import serve
+
+    return serve(_load_config(args.config), sys.stdin.buffer, sys.stdout.buffer)
+
+
+def _cmd_blockpage_server(args, _passthrough) -> int:
+    from .config import parse_listen
+    from .errors import ConfigError
+    from .squid import serve_blockpage
+
+    try:
+        listen = parse_listen(args.listen)
+    except ValueError as exc:
+        raise ConfigError(f"--listen: {exc}") from None
+    return serve_blockpage(_load_config(args.config), listen)
+
+
+def _cmd_export_divert(args, _passthrough) -> int:
+    from .export import export_divert
+
+    return export_divert(_load_config(args.config), args.format, args.output, args.confirm)
+
+
+def _cmd_export_snapshot(args, _passthrough) -> int:
+    from .export import export_snapshot
+
+    return export_snapshot(_load_config(args.config), args.directory, args.key)
 
 
 def _cmd_canon(args, _passthrough) -> int:
