@@ -14,8 +14,9 @@ Where each decision is taken, so that a blocked host is never contacted:
   and before any upstream connection.
 * ``server_connect``: the last guard: a server connection to a host listed whole, or one marked
   refused, is killed before it is opened.
-* ``running``: starts the admin listener, tells systemd READY=1, and makes SIGHUP reload the
-  configuration and lists (off the event loop; a bad new configuration is rejected whole).
+* ``running``: starts the feed refresher, tells systemd READY=1, and makes SIGHUP reload the
+  configuration and lists (off the event loop; a bad new configuration is rejected whole). The
+  admin listener starts with the configuration, so a port in use stops start-up with its reason.
 
 Every hook is guarded: an internal error applies the configured ``on_error`` (default block),
 is counted, and is logged once per kind.
@@ -55,6 +56,7 @@ from .matcher import HostStatus, Verdict
 from .metrics import Metrics
 
 log = logging.getLogger("urlwarden")
+startup_log = logging.getLogger("mitmproxy.urlwarden")  # reaches mitmproxy's start-up error check
 
 PRIVATE_TERMLOG_VERBOSITY = "error"
 MAX_TARGET_BYTES = 16 * 1024
@@ -146,8 +148,14 @@ class UrlWarden:
         if config.access.explicit:
             access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
         self._update_options(**access)
-        if self._running:
+        try:
             self._restart_admin(config.admin)
+        except UrlwardenError as exc:
+            if not self._running:
+                # At start-up: mitmproxy's error check stops the process once start-up is over.
+                startup_log.error("urlwarden: %s", exc)
+            else:
+                log.error("admin listener not restarted: %s; the proxy goes on without it", exc)
         log.info("lists loaded: %s", describe(state))
 
     @staticmethod
@@ -158,8 +166,6 @@ class UrlWarden:
 
     def running(self) -> None:
         self._running = True
-        if self.state is not None:
-            self._restart_admin(self.state.config.admin)
         self._restart_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
         try:
