@@ -151,3 +151,18 @@ def test_sighup_during_a_download(tmp_path, origin):
             wait_for(lambda: status_code(proxy, origin, "later.test") == 451, "the slow download to land")
             assert proxy.returncode is None
             assert "reload rejected" not in proxy.output()
+
+
+def test_required_feed_without_a_list_fails_closed(tmp_path, origin):
+    with FeedServer() as feeds:
+        feeds.set_default("/hotline", Reply(body=b"listed.test/\n", etag='"v1"', delay=3.0))
+        config = write_config(tmp_path, feeds.url("/hotline"))
+        origin.reset()
+        with start(tmp_path, config, origin) as proxy:
+            # first start, no last-known-good, the download still under way: nothing is let through
+            assert status_code(proxy, origin, "listed.test") == 503
+            assert status_code(proxy, origin, "unlisted.test") == 503
+            origin.wait_idle()
+            assert origin.connections == []
+            wait_for(lambda: status_code(proxy, origin, "unlisted.test") == 200, "the required list")
+            assert status_code(proxy, origin, "listed.test") == 451

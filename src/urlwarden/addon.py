@@ -65,8 +65,13 @@ MAX_HEADER_BYTES = 64 * 1024
 """Request headers larger than this in all are refused with 431; mitmproxy itself sets no limit."""
 MAX_HEADER_COUNT = 200
 """More request header fields than this are refused with 431."""
+NOT_READY_BODY = b"urlwarden is starting: a required list is not loaded yet, so nothing is let through.\n"
 ERROR_STATUS = 503
 ERROR_BODY = b"urlwarden could not check this request, so it was not sent (on_error: block).\n"
+
+
+class NotReady(Exception):
+    """A required feed has no list yet (fail closed)."""
 
 
 class UrlWarden:
@@ -88,6 +93,8 @@ class UrlWarden:
         self._feeds_key = None
         self._feed_loop: FeedLoop | None = None
         self._feed_task: asyncio.Task | None = None
+        # required feeds with no list yet: until they have one, nothing is let through
+        self._missing_required: tuple[str, ...] = ()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -144,6 +151,10 @@ class UrlWarden:
         self.metrics.forget_lists(ls.name for ls in state.snapshot.stats.lists)
         for status in feeds.statuses() if feeds else ():
             self.metrics.list_loaded(status.name, status.entries, at=status.last_success)
+        self._missing_required = tuple(feeds.unavailable_required()) if feeds else ()
+        if self._missing_required:
+            log.warning("required feed(s) %s have no list yet: every request is refused until they do",
+                        ", ".join(self._missing_required))
         access = {"proxyauth": f"@{config.access.proxy_auth_file}" if config.access.proxy_auth_file else None}
         if config.access.explicit:
             access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
@@ -205,6 +216,7 @@ class UrlWarden:
         new_state = await asyncio.to_thread(with_feed_lists, state, manager.lists())
         if self.state is state and self.feeds is manager:  # nothing was reloaded meanwhile
             self.state = new_state
+            self._missing_required = tuple(manager.unavailable_required())
 
     def _restart_admin(self, admin: AdminConfig) -> None:
         if self._admin is not None and admin == self._admin_config:
@@ -216,7 +228,7 @@ class UrlWarden:
         if admin.listen is None:
             return
         server = AdminServer(admin.listen[0], admin.listen[1], admin.token, self.metrics,
-                             self.status, self.readiness)
+                             self.status, self.readiness, pac_proxy=admin.pac_proxy)
         server.start()  # a ConfigError here (port in use) aborts startup, or fails the reload
         self._admin = server
         log.info("admin listener on %s", server.url)
@@ -307,7 +319,11 @@ class UrlWarden:
         names = [data.client_hello.sni, server_address[0] if server_address else None]
         uninspected = False
         try:
+            if self._missing_required:
+                raise NotReady()
             action, uninspected = tls_decision(self.state.snapshot, self.state.config.https, names)
+        except NotReady:
+            action = TlsAction.REFUSE
         except Exception as exc:
             action = TlsAction.REFUSE if self._internal_error("tls_clienthello", exc) else TlsAction.PASSTHROUGH
         self.metrics.count_tls(action.value)
@@ -345,6 +361,12 @@ class UrlWarden:
         if refuse_oversized(flow):
             self.metrics.count_request("error")
             self.metrics.count_error("oversized")
+            return
+        if self._missing_required:
+            self.metrics.count_request("error")
+            self.metrics.count_error("not_ready")
+            flow.request.stream = False
+            flow.response = http.Response.make(503, NOT_READY_BODY, {"Cache-Control": "no-store", "Retry-After": "30"})
             return
         state = self.state
         try:

@@ -9,14 +9,28 @@ Endpoints (GET and HEAD only; any other method is 405, any other path 404)::
     /status    the facts of ``urlwarden status``: per list name, kind, entries, version, last
                success, last error, age, checksum, and today's blocks; HTML for a browser
                (``Accept: text/html``), JSON otherwise
+    /proxy.pac the proxy auto-config file for browsers (`render_pac`), when `pac_proxy` is set
+               (404 otherwise); never needs the token
 
-Access control: with a `token`, every endpoint but /healthz needs ``Authorization: Bearer
-<token>``, compared in constant time (`hmac.compare_digest`); without it the answer is 401 with
-``WWW-Authenticate: Bearer``. Listening on a non-loopback address without a token is refused
-(`ConfigError`): the admin port is for a monitoring system or the operator, not the network.
-Without a token, a request whose Host header names anything but a loopback address or
-``localhost`` is refused with 403 (except /healthz), so a web page in a local browser cannot
-read the status through DNS rebinding.
+Access control: with a `token`, every endpoint but /healthz and /proxy.pac needs
+``Authorization: Bearer <token>``, compared in constant time (`hmac.compare_digest`); without it
+the answer is 401 with ``WWW-Authenticate: Bearer``. Listening on a non-loopback address without
+a token is refused (`ConfigError`): the admin port is for a monitoring system or the operator,
+not the network. Without a token, a request whose Host header names anything but a loopback
+address or ``localhost`` is refused with 403 (except /healthz and /proxy.pac, which hold
+nothing to steal), so a web page in a local browser cannot read the status through DNS
+rebinding.
+
+The PAC file is generated from the proxy address and fixed local ranges only, never from the
+lists, so it cannot reveal what is listed. It fails closed: every non-local destination gets
+``PROXY host:port`` with no ``DIRECT`` fallback, so a stopped proxy means pages do not load
+rather than load unfiltered. Local destinations go ``DIRECT``: plain host names, ``localhost``
+and names under ``.localhost``, ``.local`` (mDNS) and ``.home.arpa`` (RFC 8375), and IP literals
+in loopback, RFC 1918, link-local (IPv4 and IPv6) and unique-local (``fc00::/7``) ranges.
+``isInNet`` is only applied to IPv4 literals, so the file never makes a browser resolve a name
+(no lookup delay, and a listed name cannot be sent ``DIRECT`` by making it resolve to a local
+address); numeric hosts without dots (``http://3232235777/``) and IPv6 literals are never taken
+for plain host names.
 
 Privacy: no endpoint can return list contents, a URL, a host name or a client address.
 `status_provider`'s dict passes through `sanitize_status`, which keeps only the keys in
@@ -60,8 +74,12 @@ __all__ = [
     "LIST_STATUS_KEYS",
     "MAX_CONNECTIONS",
     "MAX_REQUEST_BYTES",
+    "PAC_CONTENT_TYPE",
+    "PAC_PATH",
     "REQUEST_TIMEOUT",
     "STATUS_KEYS",
+    "parse_pac_proxy",
+    "render_pac",
     "render_status_html",
     "sanitize_reasons",
     "sanitize_status",
@@ -112,6 +130,9 @@ _HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'non
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
+
+PAC_PATH = "/proxy.pac"
+PAC_CONTENT_TYPE = "application/x-ns-proxy-autoconfig"
 
 
 # --- sanitising what the providers return ------------------------------------------------------
@@ -240,6 +261,89 @@ def render_status_html(status: Mapping[str, object]) -> str:
     )
 
 
+# --- the proxy auto-config file ---------------------------------------------------------------
+
+_PAC_HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+
+_PAC_TEMPLATE = """\
+// urlwarden proxy auto-config (served at /proxy.pac by urlwarden's admin listener).
+// Generated from the proxy address and fixed local address ranges only: it names no listed site.
+// Fail closed: every destination that is not local goes through urlwarden, with no DIRECT
+// fallback, so while the proxy is down pages do not load instead of loading unfiltered.
+function FindProxyForURL(url, host) {
+  var proxy = "PROXY @PROXY@";
+  host = String(host).toLowerCase();
+  if (host.charAt(0) == "[") {
+    host = host.substring(1, host.length - 1);
+  }
+  // IPv6 literals (checked first: they contain no dot). Loopback, link-local fe80::/10 and
+  // unique-local fc00::/7 go direct; every other IPv6 address goes through the proxy.
+  if (host.indexOf(":") >= 0) {
+    if (host == "::1" || /^fe[89ab][0-9a-f]:/.test(host) || /^f[cd][0-9a-f][0-9a-f]:/.test(host)) {
+      return "DIRECT";
+    }
+    return proxy;
+  }
+  // IPv4 literals: loopback, RFC 1918 and link-local go direct. isInNet sees literals only,
+  // so this file never makes the browser look a name up.
+  if (/^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$/.test(host)) {
+    if (isInNet(host, "127.0.0.0", "255.0.0.0") ||
+        isInNet(host, "10.0.0.0", "255.0.0.0") ||
+        isInNet(host, "172.16.0.0", "255.240.0.0") ||
+        isInNet(host, "192.168.0.0", "255.255.0.0") ||
+        isInNet(host, "169.254.0.0", "255.255.0.0")) {
+      return "DIRECT";
+    }
+    return proxy;
+  }
+  // An address written as one number (http://3232235777/) is not a plain host name.
+  if (/^(0x[0-9a-f]*|[0-9]+)$/.test(host)) {
+    return proxy;
+  }
+  // Names that exist only on this machine or this network.
+  if (isPlainHostName(host) || host == "localhost" || dnsDomainIs(host, ".localhost") ||
+      dnsDomainIs(host, ".local") || dnsDomainIs(host, ".home.arpa")) {
+    return "DIRECT";
+  }
+  return proxy;
+}
+"""
+
+
+def parse_pac_proxy(text: str) -> str:
+    """``HOST:PORT`` (``[v6]:PORT``) of the proxy as clients reach it, checked and normalized
+    (lowercase; IPv6 in brackets). `ConfigError` for anything else: the value is written into
+    JavaScript, and an unspecified address (``0.0.0.0``, ``::``) is no address a client can use."""
+    if not isinstance(text, str):
+        raise ConfigError(f"pac_proxy: must be HOST:PORT, not {text!r}")
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or len(port) > 5:
+        raise ConfigError(f"pac_proxy: must be HOST:PORT with a port from 1 to 65535, not {text!r}")
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        address = None
+    if address is not None:
+        if address.is_unspecified:
+            raise ConfigError(f"pac_proxy: {bare} is not an address clients can reach; give the proxy's own address")
+        if getattr(address, "scope_id", None):
+            raise ConfigError(f"pac_proxy: {bare} has a zone index, which browsers cannot use")
+        if address.version == 6 and not bracketed:
+            raise ConfigError(f"pac_proxy: write an IPv6 address in brackets, e.g. [{bare}]:{int(port)}")
+        host = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    elif bracketed or not _PAC_HOST_NAME.match(host.lower()):
+        raise ConfigError(f"pac_proxy: {host!r} is neither an IP address nor a host name")
+    return f"{host.lower()}:{int(port)}"
+
+
+def render_pac(proxy: str) -> str:
+    """The PAC file sending everything but local destinations to `proxy` (``HOST:PORT``);
+    see the module docstring for the choices. Depends on nothing but `proxy`."""
+    return _PAC_TEMPLATE.replace("@PROXY@", parse_pac_proxy(proxy))
+
+
 # --- the server --------------------------------------------------------------------------------
 
 class _HeadTooLarge(Exception):
@@ -311,6 +415,12 @@ class _Handler(BaseHTTPRequestHandler):
             path = ""
         if path == "/healthz":
             self._send(HTTPStatus.OK, b"ok\n")
+            return
+        if path == PAC_PATH:  # public by nature (browsers fetch it without credentials); holds no secret
+            if admin.pac is None:
+                self._send(HTTPStatus.NOT_FOUND, b"no proxy auto-config here (pac_proxy is not set)\n")
+            else:
+                self._send(HTTPStatus.OK, admin.pac, PAC_CONTENT_TYPE)
             return
         if admin.token is None and not _local_host_header(self.headers.get("Host")):
             # Without a token only loopback can reach us, but a web page in a local browser could
@@ -462,8 +572,9 @@ class AdminServer:
     no block counts). `status_provider()` returns a dict in the shape described by
     `sanitize_status` (anything else it holds is dropped); `ready_provider()` returns
     ``(ready, reasons)``. Both are called on the server's threads, once per request: they must
-    be quick and thread-safe (reading an immutable snapshot is). Raises `ConfigError` for an
-    empty or malformed token, or a non-loopback `host` without a token.
+    be quick and thread-safe (reading an immutable snapshot is). `pac_proxy` (``HOST:PORT``,
+    the proxy as clients reach it) turns on /proxy.pac. Raises `ConfigError` for an empty or
+    malformed token, a non-loopback `host` without a token, or a bad `pac_proxy`.
     """
 
     def __init__(
@@ -474,6 +585,7 @@ class AdminServer:
         metrics=None,
         status_provider: Callable[[], Mapping[str, object]] | None = None,
         ready_provider: Callable[[], tuple[bool, Sequence[str]]] | None = None,
+        pac_proxy: str | None = None,
     ) -> None:
         if token is not None and not _TOKEN_CHARS.match(token):
             raise ConfigError("admin token: must be 1 to 1024 printable ASCII characters without spaces")
@@ -485,6 +597,7 @@ class AdminServer:
         self.metrics = metrics
         self.status_provider = status_provider
         self.ready_provider = ready_provider
+        self.pac = None if pac_proxy is None else render_pac(pac_proxy).encode("ascii")
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from .admin import parse_pac_proxy
 from .blockpage import MAX_URL_CHARS, ListPolicy, PageSettings, http_url
 from .errors import ConfigError, FeedError
 from .feeds import make_adapter
@@ -84,6 +85,7 @@ class AdminConfig:
 
     listen: tuple[str, int] | None = None
     token: str | None = field(default=None, repr=False)
+    pac_proxy: str | None = None  # HOST:PORT that /proxy.pac sends browsers to; None: no PAC file
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     state_dir: str = field(default_factory=lambda: default_state_dir())
+    export: object = None  # export.ExportSettings (``urlwarden export``); None: the defaults
 
     @property
     def feeds(self) -> tuple[FeedSpec, ...]:
@@ -229,7 +232,7 @@ class _Reader:
 
     def config(self, root: yaml.Node) -> Config:
         top = self.mapping(root, "config", ("listen", "on_error", "operator", "https", "lists", "allow",
-                                            "admin", "logging", "access", "state_dir"))
+                                            "admin", "logging", "access", "state_dir", "export"))
         values: dict[str, Any] = {}
         if "listen" in top:
             values["listen"] = self.listen(top["listen"])
@@ -242,7 +245,9 @@ class _Reader:
         if "state_dir" in top:
             values["state_dir"] = str(self.base_dir / self.scalar(top["state_dir"], "state_dir", str, bool, "a folder path"))
         if "admin" in top:
-            values["admin"] = self.admin(top["admin"])
+            values["admin"] = self.admin(top["admin"], values.get("listen", DEFAULT_LISTEN))
+        if "export" in top:
+            values["export"] = self.export(top["export"])
         if "logging" in top:
             values["logging"] = self.logging(top["logging"])
         if "access" in top:
@@ -264,8 +269,16 @@ class _Reader:
         except ValueError as exc:
             self.fail(node, where, str(exc))
 
-    def admin(self, node: yaml.Node) -> AdminConfig:
-        fields = self.mapping(node, "admin", ("listen", "token_env", "token_file"))
+    def export(self, node: yaml.Node):
+        from .export import parse_export_settings  # export imports the feed store; load it only when used
+
+        try:
+            return parse_export_settings(yaml.SafeLoader("").construct_object(node, deep=True), self.base_dir)
+        except ConfigError as exc:
+            self.fail(node, "export", str(exc))
+
+    def admin(self, node: yaml.Node, proxy_listen: tuple[str, int]) -> AdminConfig:
+        fields = self.mapping(node, "admin", ("listen", "token_env", "token_file", "pac_proxy"))
         listen = self.listen(fields["listen"], "admin.listen") if "listen" in fields else None
         token = None
         if "token_env" in fields and "token_file" in fields:
@@ -287,7 +300,17 @@ class _Reader:
             self.fail(node, "admin", "the token must be printable ASCII without spaces, at most 1024 characters")
         if listen is not None and token is None and not _is_loopback(listen[0]):
             self.fail(fields["listen"], "admin.listen", "a token (token_env or token_file) is required off loopback")
-        return AdminConfig(listen=listen, token=token)
+        if "pac_proxy" in fields:
+            pac_proxy = self.scalar(fields["pac_proxy"], "admin.pac_proxy", str, expected="HOST:PORT")
+            try:
+                parse_pac_proxy(pac_proxy)
+            except ConfigError as exc:
+                self.fail(fields["pac_proxy"], "admin.pac_proxy", str(exc).removeprefix("pac_proxy: "))
+        else:  # the proxy's own address, unless it listens on every address (then say which one)
+            host, port = proxy_listen
+            wildcard = host in ("0.0.0.0", "::", "")
+            pac_proxy = None if wildcard else (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return AdminConfig(listen=listen, token=token, pac_proxy=pac_proxy)
 
     def logging(self, node: yaml.Node) -> LoggingConfig:
         fields = self.mapping(node, "logging", ("level", "client_addresses"))
