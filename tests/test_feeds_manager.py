@@ -439,8 +439,9 @@ def test_state_files_hold_no_url_in_clear(env):
     prime(env, ["secret-path.test/hidden/page.html"] + entries(5))
     for path in env.state.iterdir():
         assert b"secret-path" not in path.read_bytes()
-    assert sorted(p.name for p in env.state.iterdir()) == ["iwf.json", "iwf.sha256"]
+    assert sorted(p.name for p in env.state.iterdir()) == ["iwf.compiled", "iwf.json", "iwf.sha256"]
     assert oct((env.state / "iwf.sha256").stat().st_mode & 0o777) == "0o600"
+    assert oct((env.state / "iwf.compiled").stat().st_mode & 0o777) == "0o600"
 
 
 def test_unwritable_state_dir_applies_in_memory_and_retries_the_write(server, tmp_path):
@@ -640,7 +641,7 @@ def test_csv_feed_never_asks_for_a_diff(server, tmp_path):
     seen = server.requests_for("/iwf")[1].headers
     assert seen["if-none-match"] == '"c1"' and SINCE_HEADER.lower() not in seen
     assert env.status().last_update == "not-modified" and env.status().version.serial == "1"
-    assert sorted(p.name for p in env.state.iterdir()) == ["iwf.csv", "iwf.json"]
+    assert sorted(p.name for p in env.state.iterdir()) == ["iwf.compiled", "iwf.csv", "iwf.json"]
     restored = env.make().load_last_known_good()[0]
     assert sorted(restored.ids) == ["A1", "A2"]
     verdict = matcher.build([restored]).match("http://listed.test/x")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from array import array
 from pathlib import Path
 
 import pytest
@@ -494,3 +495,109 @@ def test_equal_prefixes_are_told_apart_by_the_full_digest():
 def test_public_api_is_exported():
     assert all(hasattr(matcher, name) for name in matcher.__all__)
     assert {"Snapshot", "Verdict", "HostStatus", "build"} <= set(matcher.__all__)
+
+
+# --- segments, filters and the shared digest blob ----------------------------------------------
+
+
+def sorted_hashed(lines: list[str], name: str) -> ParsedList:
+    """A hashed list as `hash-list` ships it: digests sorted and distinct, host keys."""
+    return hashed(plain(lines, name))
+
+
+def build_with_threshold(threshold: int, block, allow=()):
+    """`build` with SHARED_SEGMENT_MIN_ENTRIES set (1: every sorted list shared; huge: all merged)."""
+    saved = matcher.SHARED_SEGMENT_MIN_ENTRIES
+    matcher.SHARED_SEGMENT_MIN_ENTRIES = threshold
+    try:
+        return build(block, allow)
+    finally:
+        matcher.SHARED_SEGMENT_MIN_ENTRIES = saved
+
+
+def test_sorted_lists_share_their_blob_and_keep_the_first_lists_provenance():
+    first = csv_list("url,id\nlisted.test/,FIRST\n", "first")  # csv: file order, merged
+    second = sorted_hashed(["listed.test/", "paths.test/x.html", "other.test/"], "second")
+    third = sorted_hashed(["paths.test/x.html", "third.test/"], "third")
+    snap = build_with_threshold(1, [first, second, third])
+    kinds = sorted((s.blob is second.digests, s.blob is third.digests) for s in snap._block.segments)
+    assert kinds == [(False, False), (False, True), (True, False)]
+    assert snap.stats.block_entries == 4
+    assert snap.match("http://listed.test/") == Verdict(BLOCK, "first", "FIRST", None, "listed.test/")
+    assert snap.match("http://paths.test/x.html").list_name == "second"
+    assert snap.match("http://third.test/a").list_name == "third"
+    merged = build_with_threshold(10**9, [first, second, third])
+    assert len(merged._block.segments) == 1
+    urls = ["http://listed.test/", "http://paths.test/x.html", "http://third.test/a", "http://other.test/",
+            "http://clean.example/"]
+    assert [merged.match(u) for u in urls] == [snap.match(u) for u in urls]
+    assert merged.stats == snap.stats
+
+
+@settings(max_examples=80, deadline=None)
+@given(lists=st.lists(st.lists(entries(), min_size=1, max_size=8), min_size=1, max_size=4),
+       allow=st.lists(entries(), max_size=3), kinds=st.lists(st.booleans(), min_size=4, max_size=4),
+       requests=st.lists(urls(), min_size=1, max_size=8))
+def test_property_shared_segments_agree_with_one_merged_table(lists, allow, kinds, requests):
+    block = [sorted_hashed(lines, f"l{n}") if kinds[n] else plain(lines, f"l{n}") for n, lines in enumerate(lists)]
+    allow_lists = [sorted_hashed(allow, "allow")] if allow else []
+    shared = build_with_threshold(1, block, allow_lists)
+    merged = build_with_threshold(10**9, block, allow_lists)
+    probes = requests + near([line for lines in lists for line in lines] + allow)
+    for url in probes:
+        assert shared.match(url) == merged.match(url) == merged._match_reference(url)
+    for host in BASE_HOSTS + ["www.x.test", "clean.example"]:
+        assert shared.host_status(host) is merged.host_status(host)
+    assert shared.stats == merged.stats
+
+
+digests_with_collisions = st.lists(
+    st.builds(lambda prefix, rest: prefix + rest, st.sampled_from([bytes(8), b"\xff" * 8, b"\x01" * 8]) |
+              st.binary(min_size=8, max_size=8), st.sampled_from([bytes(24), b"\x01" * 24]) |
+              st.binary(min_size=24, max_size=24)),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(listed=digests_with_collisions, probes=digests_with_collisions, shared=st.booleans())
+def test_property_table_lookup_is_exact(listed, probes, shared):
+    """Equal 8-byte prefixes, duplicates, sorted (shared) or not: found iff listed."""
+    if shared:
+        listed = sorted(set(listed))
+    table = build_with_threshold(1 if shared else 10**9, [collision_list(listed, [f"I{n}" for n in range(len(listed))])])
+    for value in listed + probes:
+        found = table._block.find(value)
+        assert (found is not None) == (value in listed)
+        if found is not None:
+            segment, i = found
+            assert segment.digest_at(i) == value
+            assert segment.ids[i] == f"I{listed.index(value)}"  # the first occurrence
+
+
+def test_bit_filter_has_no_false_negatives_and_few_false_positives():
+    import random
+
+    rng = random.Random(7)
+    keys = array("Q", sorted(rng.getrandbits(64) for _ in range(5000)))
+    bits, shift = matcher._bit_filter(keys)
+    assert all(bits[(k >> shift) >> 3] >> ((k >> shift) & 7) & 1 for k in keys)
+    others = [rng.getrandbits(64) for _ in range(20000)]
+    passed = sum(bits[(k >> shift) >> 3] >> ((k >> shift) & 7) & 1 for k in others) / len(others)
+    assert passed < 2 / matcher.FILTER_BITS_PER_KEY  # about 1 - exp(-1/16..1/32)
+    assert len(bits) * 8 >= len(keys) * matcher.FILTER_BITS_PER_KEY
+
+
+def test_host_index_counts_distinct_keys_over_lists():
+    one = plain(["a.test/", "b.test/x/"], "one")
+    two = plain(["b.test/y.html", "c.test/"], "two")
+    index = matcher._HostIndex([one, two, hashed(plain(["d.test/"]), host_keys=False)])
+    assert len(index) == 3
+    assert all(digest(h) in index for h in ("a.test", "b.test", "c.test"))
+    assert digest("d.test") not in index and digest("e.test") not in index
+    assert len(matcher._HostIndex([])) == 0 and digest("a.test") not in matcher._HostIndex([])
+
+
+def test_sha256_used_for_lookups_is_sha256():
+    for text in (b"", b"listed.test/", b"x" * 1000):
+        assert matcher._sha256(text).digest() == hashlib.sha256(text).digest()

@@ -50,6 +50,11 @@ Deliberate deviations from the Safe Browsing document and its reference implemen
   as unescaping until nothing changes, because ``%XX`` escapes cannot overlap), so a URL of any
   nesting depth is handled in linear time and never needs a round limit.
 
+Speed: `parse`, `fast_host` and `canonical_host` first try a shortcut for the common case (an
+ASCII name and nothing to unescape, escape, strip or resolve; see ``_SIMPLE_URL``), which gives
+exactly what the pipeline gives or declines and leaves the input to it. The pipeline itself is
+`_parse_pipeline`, the reference the shortcuts are tested against.
+
 Only `ValueError` is raised, for input with no valid host.
 """
 
@@ -71,6 +76,7 @@ __all__ = [
     "fast_host",
     "host_suffixes",
     "is_ip_literal",
+    "lookup_paths",
     "parse",
 ]
 
@@ -99,12 +105,37 @@ _NEEDS_ESCAPE = frozenset(range(0x21)) | frozenset(range(0x7F, 0x100)) | {ord("#
 _ESCAPED_BYTE = tuple(
     "%{:02X}".format(b) if b in _NEEDS_ESCAPE else chr(b) for b in range(256)
 )
-# A URL whose host can be read off directly: optional scheme, an ASCII name, optional port.
-_FAST_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_FAST_HOST = re.compile(r"([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)\.?(?::[0-9]*)?(?=[/?#]|\Z)")
 _HOST_DELIMITERS = "/?#@:[]\\%"
 _UNSAFE_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff#%]")
-_NUMERIC_LABEL = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)\Z")
+
+# --- shortcuts (speed only: each gives exactly what the full pipeline gives, or declines) -------
+#
+# A "simple" URL is one the pipeline above would leave almost untouched: an optional scheme
+# (possessive: once "scheme://" is read it is never re-read as a host, as in `_split`), an ASCII
+# name of letters, digits, hyphens and single dots (one trailing dot allowed) whose last label
+# is not numeric (so it can be no IPv4 encoding), an optional numeric port, and then nothing
+# that needs unescaping, escaping, stripping or path normalization. Anything else declines the
+# shortcut and takes the full pipeline.
+_SCHEME_PART = r"(?:([A-Za-z][A-Za-z0-9+.-]*)://)?+"
+_NAME_PART = (
+    r"((?:[A-Za-z0-9-]+\.)*"
+    r"(?!(?:0[xX][0-9a-fA-F]*|[0-9]+)(?![A-Za-z0-9-]))"  # the last label is not numeric
+    r"[A-Za-z0-9-]+)\.?(?::[0-9]*)?"
+)
+_FAST_HOST = re.compile(_SCHEME_PART + _NAME_PART + r"(?=[/?#]|\Z)")
+"""`fast_host`: scheme, name and port, then "/", "?", "#" or the end."""
+_SIMPLE_URL = re.compile(
+    _SCHEME_PART
+    + _NAME_PART
+    + r"(/[\x21\x22\x24\x26-\x3e\x40-\x7e]*)?"  # path: printable ASCII but "#", "%" and "?"
+    + r"(?:\?([\x21\x22\x24\x26-\x7e]*))?"  # query: printable ASCII but "#" and "%"
+    + r"(?:#.*)?\Z",  # a fragment is dropped before anything else, whatever it holds
+    re.DOTALL,
+)
+"""`parse`: a URL whose canonical form is its own text but for case, port, trailing dot and
+fragment (the path must still be free of "//" and dot segments, checked in `parse`)."""
+_SIMPLE_NAME = re.compile(_NAME_PART + r"\Z")
+"""`canonical_host`: a plain name, optionally with a trailing dot and a port."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +166,20 @@ def canonicalize(url: str | bytes) -> str:
 
 def parse(url: str | bytes) -> CanonicalURL:
     """Canonicalize `url` into its parts; `ValueError` when it has no valid host."""
+    if type(url) is str:
+        m = _SIMPLE_URL.match(url)
+        if m is not None:
+            scheme, host, path, query = m.groups()
+            if path is None:
+                path = "/"
+            elif "//" in path or "/." in path:
+                return _parse_pipeline(url)  # slashes to collapse or dot segments to resolve
+            return CanonicalURL(scheme.lower() if scheme else "http", host.lower(), path, query)
+    return _parse_pipeline(url)
+
+
+def _parse_pipeline(url: str | bytes) -> CanonicalURL:
+    """`parse` step by step, as the module docstring lists the steps (the reference)."""
     raw = _to_bytes(url).split(b"#", 1)[0]  # fragment first (as the reference code does), so that
     raw = _strip_controls(raw)                # "host/page #note" does not keep a trailing space
     raw = _unescape_fully(raw)
@@ -149,6 +194,10 @@ def parse(url: str | bytes) -> CanonicalURL:
 
 def canonical_host(name: str) -> str:
     """The canonical form of a bare host name or ``host:port`` (Host header, SNI, CONNECT target)."""
+    if type(name) is str:
+        m = _SIMPLE_NAME.match(name)
+        if m is not None:
+            return m.group(1).lower()
     raw = _to_bytes(name).strip(_WHITESPACE)
     if raw[:1] != b"[" and raw.count(b":") > 1:
         raw = b"[" + raw + b"]"  # a bare IPv6 address, as a CONNECT target may give it
@@ -170,18 +219,23 @@ def host_suffixes(host: str) -> list[str]:
 
     The top-level label alone is never a suffix; an IP literal yields only itself.
     """
-    if is_ip_literal(host):
+    if (host[-1:].isdigit() or host[:1] == "[") and is_ip_literal(host):
         return [host]
-    # Walk the dots from the right (no split and join: this runs for every request).
-    suffixes = []
-    pos = host.rfind(".")  # the top-level label alone is never a suffix
-    for _ in range(_SUFFIX_LABELS - 1):  # suffixes of 2 to 5 labels
-        pos = host.rfind(".", 0, pos) if pos > 0 else -1
-        if pos < 0:
-            break
-        suffixes.append(host[pos + 1:])
-    suffixes.append(host)
-    suffixes.reverse()
+    # Find the dots from the left (no split and join: this runs for every new host).
+    dots = host.count(".")
+    if dots < 2:
+        return [host]
+    pos = host.find(".")
+    if dots == 2:  # the common cases first: "www.example.test", "a.b.example.test"
+        return [host, host[pos + 1 :]]
+    if dots == 3:
+        return [host, host[pos + 1 :], host[host.find(".", pos + 1) + 1 :]]
+    suffixes = [host]
+    for _ in range(dots - _SUFFIX_LABELS):  # labels before the last five give no suffix
+        pos = host.find(".", pos + 1)
+    for _ in range(min(dots, _SUFFIX_LABELS) - 1):  # suffixes of five (or fewer) labels down to two
+        suffixes.append(host[pos + 1 :])
+        pos = host.find(".", pos + 1)
     return suffixes
 
 
@@ -192,8 +246,17 @@ def expressions(url: str | bytes | CanonicalURL, max_prefixes: int = MAX_PATH_PR
     prefixes "/", "/a/", "/a/b/", ... (at most `max_prefixes`, itself capped at MAX_PATH_PREFIXES).
     """
     cu = url if isinstance(url, CanonicalURL) else parse(url)
-    paths = _path_variants(cu.path, cu.query, min(max_prefixes, MAX_PATH_PREFIXES))
+    paths = lookup_paths(cu, max_prefixes)
     return [host + path for host in host_suffixes(cu.host) for path in paths]
+
+
+def lookup_paths(cu: CanonicalURL, max_prefixes: int = MAX_PATH_PREFIXES) -> list[str]:
+    """The path parts of `expressions`, in order: path with query, path, directory prefixes.
+
+    ``expressions(cu)`` is every `host_suffixes` entry joined with each of these; a caller that
+    already knows which hosts can match joins only those.
+    """
+    return _path_variants(cu.path, cu.query, min(max_prefixes, MAX_PATH_PREFIXES))
 
 
 def fast_host(url: str) -> str | None:
@@ -201,17 +264,14 @@ def fast_host(url: str) -> str | None:
 
     Covers the common case: an optional scheme, an ASCII name of letters, digits, hyphens and
     single dots (one trailing dot allowed), an optional port, then "/", "?", "#" or the end, and
-    no whitespace anywhere. Numeric-looking last labels (possible IPv4 encodings), escapes,
-    userinfo and non-ASCII all return None. When a host is returned, ``parse(url).host`` equals it.
+    no tab, CR or LF anywhere (they are removed before parsing, so they could join a scheme).
+    Numeric-looking last labels (possible IPv4 encodings), escapes, userinfo, leading whitespace
+    and non-ASCII all return None. When a host is returned, ``parse(url).host`` equals it.
     """
-    scheme = _FAST_SCHEME.match(url)
-    m = _FAST_HOST.match(url, scheme.end() if scheme else 0)
-    if m is None or "\t" in url or "\n" in url or "\r" in url or url[-1:].isspace() or url[:1].isspace():
+    m = _FAST_HOST.match(url)
+    if m is None or "\t" in url or "\n" in url or "\r" in url:
         return None
-    host = m.group(1)
-    if _NUMERIC_LABEL.match(host.rpartition(".")[2]):
-        return None
-    return host.lower()
+    return m.group(2).lower()
 
 
 def _to_bytes(url: str | bytes) -> bytes:

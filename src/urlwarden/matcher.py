@@ -18,10 +18,21 @@ Policy:
   the host keys (the answer is memoized per host); only a known host pays for full
   canonicalization and expression digests, and only its expressions are hashed. Any list
   without host keys switches this off (every URL then takes the full path).
-* Memory: per table a sorted ``array('Q')`` of the digests' first 8 bytes with a small bucket
-  index over their top bits (a lookup bisects a handful of keys), a bytes blob of the other 24
-  bytes for full-hash confirmation, and ids/categories only when a list has them. Identical
-  digests are stored once; the first list (in the order given) keeps the provenance.
+* Lookup structure: per table, a one-hash bit filter (`FILTER_BITS_PER_KEY` bits or more per
+  digest) turns almost every absent digest away with one bit; what passes it bisects sorted
+  ``array('Q')``s of the digests' first 8 bytes and compares the rest. Host keys have a filter
+  of their own, in front of the lists' own host-key sets. On the fast path only URLs on known
+  hosts reach the tables, so their filters are left out there (quicker to build).
+* Tables are made of segments. A large list whose digests are already sorted and distinct (a
+  hashed list as `urlwarden hash-list` writes it, a feed's list, a compiled last-known-good)
+  becomes a segment of its own that shares the list's digest blob (no copy, no sort: building
+  it costs a few C-speed passes). All other lists are merged into one segment that keeps the
+  other 24 bytes of each digest for confirmation. A digest in several lists is reported from
+  the first list in the order given, whichever segment holds it.
+* Memory: per digest 8 bytes of key, 2 to 4 of filter (only without the fast path), and the
+  other 24 bytes (merged segment) or nothing (a shared segment uses the list's own blob); per
+  host key 2 to 4 bytes of filter (the keys themselves are the lists' own sets); ids and
+  categories only when a list has them.
 * A `Snapshot` never changes after `build`; lookups take no lock. A refresh builds a new one
   aside and the caller swaps it in with one assignment.
 
@@ -39,11 +50,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import compress, islice, repeat
+from operator import and_, eq, itemgetter, lshift, lt, or_, rshift
 
 from urlwarden import canon
 from urlwarden.lists import DIGEST_SIZE, ParsedList
@@ -70,9 +83,14 @@ distinct entries of one list practically never share an id)."""
 PREFIX_SIZE = 8
 """Bytes of each digest kept in the sorted key array; the rest is compared on a key hit."""
 
-_BUCKET_LOAD = 4
-"""Average keys per bucket of the prefix index: a lookup bisects about this many keys, and the
-index costs 4 / _BUCKET_LOAD bytes per key."""
+FILTER_BITS_PER_KEY = 16
+"""Least bits per key of the one-hash filters in front of each table and host index (rounded up
+to a power of two of bits in all, so 16 to 32): 3 to 6 % of the keys never added pass it and
+pay a bisection or a set lookup; costs 2 to 4 bytes per key."""
+
+SHARED_SEGMENT_MIN_ENTRIES = 65_536
+"""A sorted, distinct list at least this large gets a segment of its own sharing its blob;
+smaller lists are merged (each segment costs one more probe per lookup)."""
 
 HOST_MEMO_SIZE = 32_768
 """Hosts per generation of the per-snapshot host memo (two generations: about 7 MB when both
@@ -86,7 +104,24 @@ _REST_SIZE = DIGEST_SIZE - PREFIX_SIZE
 _ENTRY_BITS = 32  # entry numbers while building (MAX_LIST_ENTRIES per list is far below 2**32)
 _ENTRY_MASK = (1 << _ENTRY_BITS) - 1
 _prefix_of = struct.Struct(">Q").unpack_from  # big-endian, so int order == byte order
-_sha256 = hashlib.sha256
+_REST_RECORD = struct.Struct(f"{PREFIX_SIZE}x{DIGEST_SIZE - PREFIX_SIZE}s")  # a digest but its key
+_fast_host = canon.fast_host
+
+
+def _sha256_constructor():
+    """CPython's own SHA-256 when present: for the short strings hashed here (host names and
+    lookup expressions) it is about 15 % faster per call than OpenSSL's, same digests."""
+    for module in ("_sha2", "_sha256"):  # 3.12+, 3.11
+        try:
+            constructor = getattr(__import__(module), "sha256")
+        except (ImportError, AttributeError):
+            continue
+        if constructor(b"abc").digest() == hashlib.sha256(b"abc").digest():
+            return constructor
+    return hashlib.sha256
+
+
+_sha256 = _sha256_constructor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,103 +178,222 @@ class SnapshotStats:
     fast_path: bool  # False when some list has no host keys
 
 
-class _PrefixIndex:
-    """A sorted array of 64-bit keys with a bucket table over their top bits."""
+_PASS_ALL = (b"\xff", 61)
+"""A `_bit_filter` value that every key passes (8 bits, all set)."""
 
-    __slots__ = ("keys", "starts", "shift")
 
-    def __init__(self, keys: array):
-        bits = (len(keys) // _BUCKET_LOAD).bit_length()
+def _bit_filter(keys: array) -> tuple[bytes, int]:
+    """A one-hash filter over 64-bit keys: a bitmap with bit ``key >> shift`` set for every key,
+    and `shift`. It has a power of two of bits, `FILTER_BITS_PER_KEY` to twice that per key.
+
+    Built by C-speed passes, without a Python-level loop over the keys: one byte per position
+    is set to "1" through `map`, and the digits are read as a base-2 number. That keeps
+    compiling a list of millions of entries well under a second.
+    """
+    bits = max(3, (len(keys) * FILTER_BITS_PER_KEY - 1).bit_length())
+    shift = 64 - bits
+    digits = bytearray(b"0") * (1 << bits)
+    any(map(digits.__setitem__, map(rshift, keys, repeat(shift)), repeat(ord("1"))))
+    digits.reverse()  # the first digit is the most significant: position 0 must come last
+    return int(digits, 2).to_bytes(1 << (bits - 3), "little"), shift
+
+
+class _Segment:
+    """Distinct digests in key order, with where each came from.
+
+    keys                the digests' first 8 bytes (big-endian numbers), ascending
+    blob, stride, skip  digest ``i`` minus its first `skip` bytes is ``blob[i*stride:][:32-skip]``
+                        (a shared list blob: stride 32, skip 0; a merged table: 24 and 8)
+    sources             list number of each digest, or None when all come from `first_list`
+    ids, categories     aligned with the digests, or None
+    """
+
+    __slots__ = ("keys", "count", "blob", "stride", "skip", "first_list", "sources", "ids", "categories")
+
+    def __init__(self, keys, blob, stride, skip, first_list, sources, ids, categories):
         self.keys = keys
-        self.shift = 64 - bits
-        counts = array("I", bytes(4 * ((1 << bits) + 1)))
-        shift = self.shift
-        for key in keys:
-            counts[(key >> shift) + 1] += 1
-        self.starts = array("I", accumulate(counts))
+        self.count = len(keys)
+        self.blob = blob
+        self.stride = stride
+        self.skip = skip
+        self.first_list = first_list
+        self.sources = sources
+        self.ids = ids
+        self.categories = categories
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.count
 
-    def __contains__(self, key: int) -> bool:
-        # Runs for every host suffix of every request on a host not yet memoized.
-        bucket = key >> self.shift
-        starts, keys = self.starts, self.keys
-        hi = starts[bucket + 1]
-        i = bisect_left(keys, key, starts[bucket], hi)
-        return i < hi and keys[i] == key
-
-
-class _Table:
-    """Distinct digests of one kind of list (all block lists, or all allow lists)."""
-
-    __slots__ = ("index", "rest", "sources", "names", "ids", "categories")
-
-    def __init__(self, lists: Sequence[ParsedList]):
-        blob = b"".join(pl.digests for pl in lists)
-        order = _distinct_sorted(blob)
-        self.index = _PrefixIndex(array("Q", (_prefix_of(blob, i * DIGEST_SIZE)[0] for i in order)))
-        self.rest = b"".join(blob[i * DIGEST_SIZE + PREFIX_SIZE : (i + 1) * DIGEST_SIZE] for i in order)
-        self.names = tuple(pl.name for pl in lists)
-        owner = array("H")  # list number of each position in `blob`
-        for number, pl in enumerate(lists):
-            owner.extend(array("H", [number]) * pl.count)
-        self.sources = array("H", (owner[i] for i in order)) if len(lists) > 1 else None
-        self.ids = _aligned(lists, order, "ids")
-        self.categories = _aligned(lists, order, "categories")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def find(self, value: bytes) -> int:
-        """Position of the 32-byte digest `value`, or -1."""
-        key = _prefix_of(value)[0]
-        index = self.index
-        keys, starts = index.keys, index.starts
-        bucket = key >> index.shift
-        hi = starts[bucket + 1]
-        i = bisect_left(keys, key, starts[bucket], hi)
-        if i >= hi or keys[i] != key:
-            return -1  # the common case, settled by the 8-byte prefix alone
-        tail = value[PREFIX_SIZE:]
-        while i < hi and keys[i] == key:  # equal prefixes (rare): compare the other 24 bytes
-            if self.rest.startswith(tail, i * _REST_SIZE):
+    def find(self, key: int, value: bytes) -> int:
+        """Position of the 32-byte digest `value` (whose first 8 bytes are `key`), or -1."""
+        keys, count = self.keys, self.count
+        i = bisect_left(keys, key)
+        if i >= count or keys[i] != key:
+            return -1
+        tail, blob, stride = value[self.skip :], self.blob, self.stride
+        while i < count and keys[i] == key:  # equal prefixes (rare): compare the rest
+            if blob.startswith(tail, i * stride):
                 return i
             i += 1
         return -1
 
-    def verdict(self, i: int, action: str, value: bytes, expression: str) -> Verdict:
-        entry_id = self.ids[i] if self.ids is not None else None
+    def list_of(self, i: int) -> int:
+        return self.sources[i] if self.sources is not None else self.first_list
+
+    def digest_at(self, i: int) -> bytes:
+        start = i * self.stride
+        rest = self.blob[start : start + DIGEST_SIZE - self.skip]
+        return rest if not self.skip else struct.pack(">Q", self.keys[i]) + rest
+
+
+def _shared_segment(pl: ParsedList, number: int) -> _Segment | None:
+    """A segment over `pl`'s own digest blob, when its digests are sorted and distinct."""
+    blob = pl.digests
+    if type(blob) is not bytes or len(blob) % DIGEST_SIZE:
+        return None
+    keys = _prefixes(blob)
+    if not all(map(lt, keys, islice(keys, 1, None))):
+        return None  # not strictly increasing prefixes: unsorted, duplicated or colliding
+    return _Segment(keys, blob, DIGEST_SIZE, 0, number, None, pl.ids, pl.categories)
+
+
+def _merged_segment(lists: Sequence[tuple[int, ParsedList]]) -> _Segment:
+    blob = b"".join(pl.digests for _, pl in lists)
+    order, keys = _distinct_sorted(blob)
+    rests = list(map(itemgetter(0), _REST_RECORD.iter_unpack(blob)))  # every digest but its key
+    rest = b"".join(map(rests.__getitem__, order))
+    del rests
+    sources = None
+    if len(lists) > 1:
+        owner = array("H")  # list number of each position in `blob`
+        for number, pl in lists:
+            owner.extend(array("H", [number]) * pl.count)
+        sources = array("H", map(owner.__getitem__, order))
+    plain = [pl for _, pl in lists]
+    return _Segment(
+        keys, rest, _REST_SIZE, PREFIX_SIZE, lists[0][0] if lists else 0, sources,
+        _aligned(plain, order, "ids"), _aligned(plain, order, "categories"),
+    )
+
+
+class _Table:
+    """Distinct digests of one kind of list (all block lists, or all allow lists): segments,
+    and one bit filter over all their keys that turns most absent digests away first.
+
+    With `with_filter` False the filter lets everything through (building it costs about a
+    tenth of a second per million entries): for snapshots on the fast path, where only URLs on
+    hosts with entries ever reach the tables, it would save next to nothing.
+    """
+
+    __slots__ = ("segments", "names", "distinct", "filter", "filter_shift")
+
+    def __init__(self, lists: Sequence[ParsedList], with_filter: bool = True):
+        self.names = tuple(pl.name for pl in lists)
+        shared: list[_Segment] = []
+        rest: list[tuple[int, ParsedList]] = []
+        for number, pl in enumerate(lists):
+            segment = _shared_segment(pl, number) if pl.count >= SHARED_SEGMENT_MIN_ENTRIES else None
+            if segment is not None:
+                shared.append(segment)
+            else:
+                rest.append((number, pl))
+        segments = shared + ([_merged_segment(rest)] if rest or not shared else [])
+        segments.sort(key=len, reverse=True)  # the largest first: it settles most hits
+        self.segments = tuple(segments)
+        if with_filter:
+            keys = segments[0].keys if len(segments) == 1 else array("Q", b"".join(s.keys.tobytes() for s in segments))
+            self.filter, self.filter_shift = _bit_filter(keys)
+        else:
+            self.filter, self.filter_shift = _PASS_ALL
+        self.distinct = sum(len(s) for s in segments) - self._duplicates()
+
+    def _duplicates(self) -> int:
+        """Digests held by more than one segment (counted once in `distinct`)."""
+        duplicates = 0
+        for j in range(1, len(self.segments)):
+            earlier, segment = self.segments[:j], self.segments[j]
+            for i in range(len(segment)):
+                value = segment.digest_at(i)
+                key = _prefix_of(value)[0]
+                if any(other.find(key, value) >= 0 for other in earlier):
+                    duplicates += 1
+        return duplicates
+
+    def __len__(self) -> int:
+        return self.distinct
+
+    def find(self, value: bytes) -> tuple[_Segment, int] | None:
+        """Where the 32-byte digest `value` is (the first list's copy when several have it)."""
+        key = _prefix_of(value)[0]
+        f = key >> self.filter_shift
+        if not self.filter[f >> 3] >> (f & 7) & 1:
+            return None  # the common case: settled by one bit
+        return self.find_key(key, value)
+
+    def find_key(self, key: int, value: bytes) -> tuple[_Segment, int] | None:
+        """`find` past the filter, for a digest whose first 8 bytes are `key`."""
+        found = None
+        for segment in self.segments:
+            i = segment.find(key, value)
+            if i >= 0 and (found is None or segment.list_of(i) < found[0].list_of(found[1])):
+                found = (segment, i)
+        return found
+
+    def verdict(self, found: tuple[_Segment, int], action: str, value: bytes, expression: str) -> Verdict:
+        segment, i = found
+        entry_id = segment.ids[i] if segment.ids is not None else None
         return Verdict(
             action=action,
-            list_name=self.names[self.sources[i] if self.sources is not None else 0],
+            list_name=self.names[segment.list_of(i)],
             entry_id=entry_id or value.hex()[:ENTRY_ID_HEX_DIGITS],
-            category=self.categories[i] if self.categories is not None else None,
+            category=segment.categories[i] if segment.categories is not None else None,
             expression=expression,
         )
 
 
-def _distinct_sorted(blob: bytes) -> array:
-    """Entry numbers of `blob` ordered by 8-byte prefix, each distinct digest once (its first
-    occurrence: the first list given, then the first line)."""
+def _distinct_sorted(blob: bytes) -> tuple[array, array]:
+    """(entry numbers, their 8-byte prefixes) of the digests in `blob`, ordered by prefix, each
+    distinct digest once (its first occurrence: the first list given, then the first line).
+
+    Sorted as one int per entry, prefix above entry number (half the memory of sorting 32-byte
+    values, which matters for ten million entries), with C-speed passes (`map`) around the sort;
+    only runs of equal prefixes (duplicates, or the rare collision) are looked at one by one.
+    """
     count = len(blob) // DIGEST_SIZE
-    # One int per entry, prefix above entry number: sorting plain ints needs about half the
-    # memory of sorting by 32-byte keys, which matters for lists of ten million entries.
-    decorated = [(_prefix_of(blob, i * DIGEST_SIZE)[0] << _ENTRY_BITS) | i for i in range(count)]
-    decorated.sort()
-    distinct = array("I")
-    run_prefix, run = -1, []  # digests seen under the current prefix (almost always one)
-    for item in decorated:
-        i, prefix = item & _ENTRY_MASK, item >> _ENTRY_BITS
-        value = blob[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
-        if prefix != run_prefix:
-            run_prefix, run = prefix, [value]
-        elif value in run:
-            continue  # a duplicate: the earlier entry keeps the provenance
+    decorated = sorted(map(or_, map(lshift, _prefixes(blob), repeat(_ENTRY_BITS)), range(count)))
+    order = array("I", map(and_, decorated, repeat(_ENTRY_MASK)))
+    keys = array("Q", map(rshift, decorated, repeat(_ENTRY_BITS)))
+    del decorated
+    repeated = compress(range(1, count), map(eq, keys, islice(keys, 1, None)))  # keys[k] == keys[k - 1]
+    dropped: list[int] = []
+    run: list[bytes] = []  # digests seen under the current prefix
+    run_end = -1
+    for k in repeated:
+        if k != run_end + 1:  # a new run of equal prefixes, from k - 1
+            run = [_digest_at(blob, order[k - 1])]
+        run_end = k
+        value = _digest_at(blob, order[k])
+        if value in run:
+            dropped.append(k)  # a duplicate: the earlier entry keeps the provenance
         else:
             run.append(value)
-        distinct.append(i)
-    return distinct
+    if dropped:
+        order, keys = _without(order, dropped), _without(keys, dropped)
+    return order, keys
+
+
+def _digest_at(blob: bytes, i: int) -> bytes:
+    return blob[i * DIGEST_SIZE : (i + 1) * DIGEST_SIZE]
+
+
+def _without(values: array, positions: list[int]) -> array:
+    """`values` without the items at the ascending `positions` (by slices, not item by item)."""
+    out, start = array(values.typecode), 0
+    for position in positions:
+        out.extend(values[start:position])
+        start = position + 1
+    out.extend(values[start:])
+    return out
 
 
 def _aligned(lists: Sequence[ParsedList], order: array, column: str) -> tuple[str | None, ...] | None:
@@ -254,9 +408,50 @@ def _aligned(lists: Sequence[ParsedList], order: array, column: str) -> tuple[st
     return tuple(None if values[i] is None else shared.setdefault(values[i], values[i]) for i in order)
 
 
-def _host_index(lists: Sequence[ParsedList]) -> _PrefixIndex:
-    keys = {_prefix_of(key)[0] for pl in lists if pl.host_keys is not None for key in pl.host_keys}
-    return _PrefixIndex(array("Q", sorted(keys)))
+class _HostIndex:
+    """The host keys of some lists: a bit filter over all of them, then the lists' own sets.
+
+    The sets are the lists' `ParsedList.host_keys` themselves (whoever holds the lists holds
+    them anyway), so the index adds only the filter: no copy, no sort. The filter is keyed by
+    Python's own hash of each 32-byte key (bytes cache it, so building the filter reads no key
+    twice, and a probe's hash is then reused by the set lookup that confirms it).
+    `digest in index`.
+    """
+
+    __slots__ = ("sets", "count", "filter", "mask")
+
+    def __init__(self, lists: Sequence[ParsedList]):
+        self.sets = tuple(pl.host_keys for pl in lists if pl.host_keys)
+        total = sum(map(len, self.sets))
+        bits = max(3, (total * FILTER_BITS_PER_KEY - 1).bit_length())
+        self.mask = (1 << bits) - 1
+        digits = bytearray(b"0") * (1 << bits)
+        for keys in self.sets:
+            any(map(digits.__setitem__, map(and_, map(hash, keys), repeat(self.mask)), repeat(ord("1"))))
+        digits.reverse()  # as in `_bit_filter`
+        self.filter = int(digits, 2).to_bytes(1 << (bits - 3), "little")
+        by_size = sorted(self.sets, key=len, reverse=True)
+        # distinct host keys: the largest set, plus what each smaller one adds
+        self.count = sum(
+            len(keys) if n == 0 else sum(1 for key in keys if not any(key in other for other in by_size[:n]))
+            for n, keys in enumerate(by_size)
+        )
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, digest: bytes) -> bool:
+        f = hash(digest) & self.mask
+        return bool(self.filter[f >> 3] >> (f & 7) & 1) and any(digest in keys for keys in self.sets)
+
+
+def _prefixes(blob: bytes) -> array:
+    """The first 8 bytes of each 32-byte digest in `blob`, as numbers (C-speed passes)."""
+    prefixes = array("Q")
+    prefixes.frombytes(memoryview(blob).cast("Q")[:: DIGEST_SIZE // 8].tobytes())
+    if sys.byteorder == "little":
+        prefixes.byteswap()  # big-endian prefixes, so that int order == byte order
+    return prefixes
 
 
 def _max_prefixes(lists: Sequence[ParsedList]) -> int:
@@ -268,13 +463,20 @@ def _max_prefixes(lists: Sequence[ParsedList]) -> int:
 
 
 def build(block: Sequence[ParsedList], allow: Sequence[ParsedList] = ()) -> Snapshot:
-    """Compile parsed lists into a `Snapshot` (the lists themselves can then be dropped)."""
+    """Compile parsed lists into a `Snapshot`.
+
+    Some parts of the lists are used in place, not copied: the digest blob of a large list whose
+    digests are sorted and distinct, and every list's host-key set. The snapshot keeps them
+    alive (the lists are immutable, so nothing else changes for the caller, who usually keeps
+    the lists anyway, to rebuild after an update).
+    """
     stats = tuple(_list_stats(pl, BLOCK) for pl in block) + tuple(_list_stats(pl, ALLOW) for pl in allow)
+    fast = all(pl.host_keys is not None for pl in (*block, *allow))
     return Snapshot(
-        block=_Table(block),
-        allow=_Table(allow),
-        block_hosts=_host_index(block),
-        allow_hosts=_host_index(allow),
+        block=_Table(block, with_filter=not fast),
+        allow=_Table(allow, with_filter=not fast),
+        block_hosts=_HostIndex(block),
+        allow_hosts=_HostIndex(allow),
         block_hosts_complete=all(pl.host_keys is not None for pl in block),
         allow_hosts_complete=all(pl.host_keys is not None for pl in allow),
         max_prefixes=_max_prefixes([*block, *allow]),
@@ -315,8 +517,8 @@ class Snapshot:
         *,
         block: _Table,
         allow: _Table,
-        block_hosts: _PrefixIndex,
-        allow_hosts: _PrefixIndex,
+        block_hosts: _HostIndex,
+        allow_hosts: _HostIndex,
         block_hosts_complete: bool,
         allow_hosts_complete: bool,
         max_prefixes: int,
@@ -352,17 +554,27 @@ class Snapshot:
 
         Raises `ValueError` (from `canon.parse`) when `url` has no valid host.
         """
+        if self._fast and type(url) is str:
+            host = _fast_host(url)
+            if host is not None:  # the hot path: one regex, then (usually) one dict lookup
+                memo = self._host_memo
+                known = memo._new.get(host)
+                if known is None:  # `_HostMemo.get` and `put`, inlined
+                    known = memo._old.get(host)
+                    if known is None:
+                        known = self._find_known_suffixes(host)
+                    if len(host) <= MAX_CACHED_HOST_LENGTH:
+                        if len(memo._new) >= HOST_MEMO_SIZE:
+                            memo._old, memo._new = memo._new, {}
+                        memo._new[host] = known
+                if not known:
+                    return None  # the common case: no list names this host or a parent of it
+                return self._lookup(canon.parse(url), known, self._max_prefixes)
+        cu = _parsed(url)
         if not self._fast:
-            return self._lookup(_parsed(url), None, self._max_prefixes)
-        host = canon.fast_host(url) if type(url) is str else None
-        if host is None:
-            cu = _parsed(url)
-            known = self._known_suffixes(cu.host)
-            return self._lookup(cu, known, self._max_prefixes) if known else None
-        known = self._known_suffixes(host)
-        if not known:
-            return None  # the common case: no list names this host or a parent of it
-        return self._lookup(canon.parse(url), known, self._max_prefixes)
+            return self._lookup(cu, None, self._max_prefixes)
+        known = self._known_suffixes(cu.host)
+        return self._lookup(cu, known, self._max_prefixes) if known else None
 
     def host_status(self, host: str) -> HostStatus:
         """What the lists say about every URL on `host`, a raw name or ``name:port``.
@@ -370,9 +582,9 @@ class Snapshot:
         Raises `ValueError` (from `canon.canonical_host`) when it is not a valid host.
         """
         suffixes = canon.host_suffixes(canon.canonical_host(host))
-        if any(self._block.find(_digest(suffix + "/")) >= 0 for suffix in suffixes):
+        if any(self._block.find(_digest(suffix + "/")) is not None for suffix in suffixes):
             return HostStatus.PATHS if self._allow_may_touch(suffixes) else HostStatus.WHOLE
-        if any(_host_key(suffix) in self._block_hosts for suffix in suffixes):
+        if any(_digest(suffix) in self._block_hosts for suffix in suffixes):
             return HostStatus.PATHS
         if not self._block_hosts_complete:
             return HostStatus.UNKNOWN
@@ -388,45 +600,66 @@ class Snapshot:
         """The suffixes of a canonical host that some list has host keys for (memoized)."""
         known = self._host_memo.get(host)
         if known is None:
-            known = tuple(suffix for suffix in canon.host_suffixes(host) if self._host_known(suffix))
+            known = self._find_known_suffixes(host)
             self._host_memo.put(host, known)
         return known
 
-    def _host_known(self, host: str) -> bool:
-        key = _host_key(host)
-        return key in self._block_hosts or (len(self._allow_hosts) > 0 and key in self._allow_hosts)
+    def _find_known_suffixes(self, host: str) -> tuple[str, ...]:
+        # Runs for every request on a host not in the memo: one digest per suffix, and almost
+        # every one is turned away by the filter bit (the inlined `_HostIndex.__contains__`).
+        block = self._block_hosts
+        allow = self._allow_hosts if self._allow_hosts.count else None
+        bits, mask, sets = block.filter, block.mask, block.sets
+        known = None
+        for suffix in canon.host_suffixes(host):
+            value = _sha256(suffix.encode("ascii")).digest()
+            f = hash(value) & mask
+            if (bits[f >> 3] >> (f & 7) & 1 and any(value in keys for keys in sets)) or (
+                allow is not None and value in allow
+            ):
+                known = (*known, suffix) if known else (suffix,)
+        return known or ()
 
     def _allow_may_touch(self, suffixes: list[str]) -> bool:
         if not len(self._allow):
             return False
         if not self._allow_hosts_complete:
             return True
-        return any(_host_key(suffix) in self._allow_hosts for suffix in suffixes)
+        return any(_digest(suffix) in self._allow_hosts for suffix in suffixes)
 
     def _lookup(
         self, cu: canon.CanonicalURL, known: tuple[str, ...] | None, max_prefixes: int
     ) -> Verdict | None:
         """Digest every expression of `cu` (only those on `known` hosts, unless None) once and
-        look it up in the allow table, then the block table."""
-        expressions = canon.expressions(cu, max_prefixes)
-        if known is not None:
-            # The host part ends at the first "/"; only expressions on known hosts can hit.
-            expressions = [e for e in expressions if e[: e.index("/")] in known]
+        look it up in the allow table, then the block table (their filters inlined)."""
+        paths = canon.lookup_paths(cu, max_prefixes)
+        hosts = canon.host_suffixes(cu.host) if known is None else known
         block, allow = self._block, self._allow
-        check_allow = len(allow) > 0
+        check_allow = allow.distinct > 0
+        block_bits, block_shift = block.filter, block.filter_shift
+        allow_bits, allow_shift = allow.filter, allow.filter_shift
         hit: Verdict | None = None
-        for expression in expressions:
-            value = _sha256(expression.encode("ascii")).digest()
-            if check_allow:
-                i = allow.find(value)
-                if i >= 0:
-                    return allow.verdict(i, ALLOW, value, expression)
-            if hit is None:
-                i = block.find(value)
-                if i >= 0:
-                    hit = block.verdict(i, BLOCK, value, expression)
-                    if not check_allow:
-                        return hit
+        paths = [path.encode("ascii") for path in paths]  # canonical text is ASCII
+        for host in hosts:
+            host = host.encode("ascii")
+            for path in paths:
+                expression = host + path
+                value = _sha256(expression).digest()
+                key = _prefix_of(value)[0]
+                if check_allow:
+                    f = key >> allow_shift
+                    if allow_bits[f >> 3] >> (f & 7) & 1:
+                        found = allow.find_key(key, value)
+                        if found is not None:
+                            return allow.verdict(found, ALLOW, value, expression.decode())
+                if hit is None:
+                    f = key >> block_shift
+                    if block_bits[f >> 3] >> (f & 7) & 1:
+                        found = block.find_key(key, value)
+                        if found is not None:
+                            hit = block.verdict(found, BLOCK, value, expression.decode())
+                            if not check_allow:
+                                return hit
         return hit
 
 
@@ -436,6 +669,7 @@ class _HostMemo:
     A hit in the old generation is copied into the new one; when the new one is full it
     becomes the old one. The memoized function is pure (the tables never change), so a race
     between threads can only lose or repeat an entry, never give a wrong answer: no lock.
+    (`Snapshot.match` reads the two generations directly, which is the same thing inlined.)
     """
 
     __slots__ = ("_new", "_old")
@@ -466,7 +700,3 @@ def _parsed(url: str | bytes | canon.CanonicalURL) -> canon.CanonicalURL:
 
 def _digest(text: str) -> bytes:
     return _sha256(text.encode("ascii")).digest()
-
-
-def _host_key(host: str) -> int:
-    return _prefix_of(_sha256(host.encode("ascii")).digest())[0]

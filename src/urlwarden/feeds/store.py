@@ -17,24 +17,35 @@ Policy:
   follow (or is missing) is still used, but with no version, and the next fetch is a full one.
 * A state directory that cannot be written is reported (`FeedError`); the manager keeps the
   update in memory and tries again at the next refresh.
+* Fast start: next to the list, ``<feed>.compiled`` holds the same list as loading it would
+  give (normalized, hashed form) in `urlwarden.compiled`'s binary format, so a restart reads it
+  in a fraction of the time parsing takes. It is a cache, never the source of truth: it records
+  which file it was made from (inode, size, modification time: every save writes a new file)
+  and is used only while the list file is still that one and its own checksums hold; otherwise
+  the list file is parsed as before and a fresh compiled file is written (best effort, silently
+  skipped when the directory is not writable). `save` removes the compiled file before it
+  replaces the list. Like the list, it holds digests only, never a URL in clear.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, replace
 
+from urlwarden import compiled
 from urlwarden.errors import FeedError, ListError
 from urlwarden.feeds import FeedVersion
 from urlwarden.feeds.payload import checksum as list_checksum
 from urlwarden.feeds.payload import normalize
 from urlwarden.lists import ListSpec, ParsedList, _write_atomically, load_list, write_sha256_list
 
-__all__ = ["METADATA_VERSION", "LastKnownGood", "StoredFeed"]
+__all__ = ["COMPILED_SUFFIX", "METADATA_VERSION", "LastKnownGood", "StoredFeed"]
 
 METADATA_VERSION = 1
 MAX_METADATA_BYTES = 64 * 1024
+COMPILED_SUFFIX = ".compiled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,10 @@ class LastKnownGood:
 
     def metadata_path(self, name: str) -> str:
         return os.path.join(self.state_dir, name + ".json")
+
+    def compiled_path(self, name: str) -> str:
+        """The compiled copy of the list (`urlwarden.compiled`), read instead of parsing it."""
+        return os.path.join(self.state_dir, name + COMPILED_SUFFIX)
 
     def health_path(self, name: str) -> str:
         return os.path.join(self.state_dir, name + ".health.json")
@@ -112,14 +127,16 @@ class LastKnownGood:
         """Write list and metadata atomically; returns the list path. `FeedError` on failure."""
         self._make_directory(name)
         path = self.list_path(name, parsed)
+        _remove_quietly(self.compiled_path(name))  # it describes the list about to be replaced
         try:
-            write_sha256_list(parsed, path)
+            stamp = self._write_list(parsed, path)
         except ListError as exc:
             raise FeedError(f"feed {name!r}: last-known-good not saved: {exc}") from None
         for other in (".sha256", ".csv"):
             stale = os.path.join(self.state_dir, name + other)
             if stale != path:
                 _remove_quietly(stale)
+        self._write_compiled(name, stamp, _as_stored(parsed, name, path))
         self.save_metadata(
             name,
             path,
@@ -199,18 +216,27 @@ class LastKnownGood:
         return document
 
     def _load_list(self, name: str, path: str, meta: dict | None) -> StoredFeed:
-        format = "csv" if path.endswith(".csv") else "sha256"
+        format = _list_format(path)
         try:
-            parsed = load_list(ListSpec(path=path, format=format, name=name))
-            mtime = os.stat(path).st_mtime
-        except ListError as exc:
-            raise FeedError(f"feed {name!r}: last-known-good unusable: {exc}") from None
+            stat = os.stat(path)
         except OSError as exc:
             raise FeedError(
                 f"feed {name!r}: last-known-good unusable: {path}: {exc.strerror or exc}"
             ) from None
-        parsed = replace(normalize(parsed), path=f"feed:{name}")
-        actual = list_checksum(parsed)
+        mtime = stat.st_mtime
+        fast = self._read_compiled(name, path, stat)
+        if fast is not None:
+            parsed, actual = fast  # normalized, so the digests' SHA-256 is the list checksum
+        else:
+            try:
+                parsed = load_list(ListSpec(path=path, format=format, name=name))
+            except ListError as exc:
+                raise FeedError(f"feed {name!r}: last-known-good unusable: {exc}") from None
+            parsed = replace(normalize(parsed), path=f"feed:{name}")
+            actual = list_checksum(parsed)
+            # So that the next start is fast again. The stamp is the one taken before reading:
+            # if the list was replaced meanwhile, the new file has another and this copy is unused.
+            self._write_compiled(name, _source_stamp(path, stat), parsed)
         if meta is None or meta.get("checksum") != actual or os.path.basename(path) != meta.get("list_file"):
             return StoredFeed(parsed, None, actual, mtime, None, None, path)
         version = FeedVersion(
@@ -230,6 +256,85 @@ class LastKnownGood:
             config_id=_text(meta.get("config")),
             list_path=path,
         )
+
+    def _read_compiled(self, name: str, list_path: str, stat: os.stat_result) -> compiled.Compiled | None:
+        """The compiled copy of `list_path`, or None when there is none usable (parse instead)."""
+        try:
+            found = compiled.read(self.compiled_path(name), source=_source_stamp(list_path, stat))
+        except ListError:
+            return None  # missing, damaged, outdated or of another format version
+        parsed = found.parsed
+        if (parsed.name, parsed.path, parsed.format) != (name, f"feed:{name}", _list_format(list_path)):
+            return None
+        return found
+
+    def _write_compiled(self, name: str, stamp: str, parsed: ParsedList) -> None:
+        """Best effort: without a compiled copy the next start parses the list, nothing worse."""
+        target = self.compiled_path(name)
+        try:
+            compiled.write(parsed, target, source=stamp)
+        except ListError:
+            _remove_quietly(target)
+
+    def _write_list(self, parsed: ParsedList, path: str) -> str:
+        """`write_sha256_list` to a temp name, then into place; returns the new file's stamp,
+        taken before it can be seen under `path` (so it is this file's, whoever writes next)."""
+        try:
+            fd, temp = tempfile.mkstemp(dir=self.state_dir, prefix=".urlwarden-", suffix=os.path.splitext(path)[1])
+            os.close(fd)
+        except OSError as exc:
+            raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        try:
+            write_sha256_list(parsed, temp)
+            stamp = _source_stamp(path, os.stat(temp))
+            os.replace(temp, path)
+        except OSError as exc:
+            raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            _remove_quietly(temp)
+        _fsync_directory(self.state_dir)
+        return stamp
+
+
+def _list_format(path: str) -> str:
+    return "csv" if path.endswith(".csv") else "sha256"
+
+
+def _source_stamp(list_path: str, stat: os.stat_result) -> str:
+    """What ties a compiled copy to one version of its list file: every save writes a new file
+    (a new inode), and an edit in place changes the size or the modification time."""
+    return f"{os.path.basename(list_path)}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on directories; the data itself is synced
+    finally:
+        os.close(fd)
+
+
+def _as_stored(parsed: ParsedList, name: str, list_path: str) -> ParsedList:
+    """`parsed` as `LastKnownGood.load` reads it back from `list_path` after
+    `write_sha256_list` wrote it there: normalized, hashed, without a folder depth or problems."""
+    parsed = normalize(parsed)
+    return ParsedList(
+        name=name,
+        path=f"feed:{name}",
+        format=_list_format(list_path),
+        digests=parsed.digests,
+        ids=parsed.ids,
+        categories=parsed.categories,
+        host_keys=parsed.host_keys or None,
+        max_folder_depth=None,
+        bad_lines=0,
+        problems=(),
+    )
 
 
 def _text(value: object) -> str | None:
