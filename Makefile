@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench system-deps clean
+.PHONY: run test bench bench-proxy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ test: $(STAMP)
 	scripts/system-deps
 	$(BIN)/python -m pytest -q
 
+# Benchmarks print figures (docs/performance*.md); they are not tests and CI does not run them.
+# bench-proxy needs root and wrk, nginx, haproxy, squid from Debian (benchmarks/README.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_matcher.py
+	$(BIN)/python benchmarks/bench_coldstart.py --runs 3
+
+bench-proxy: $(STAMP)
+	$(BIN)/python benchmarks/bench_proxy.py
+	$(BIN)/python benchmarks/bench_squid.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
