@@ -25,6 +25,7 @@ is counted, and is logged once per kind.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -152,6 +153,7 @@ class UrlWarden:
         for status in feeds.statuses() if feeds else ():
             self.metrics.list_loaded(status.name, status.entries, at=status.last_success)
         self._missing_required = tuple(feeds.unavailable_required()) if feeds else ()
+        settle_garbage_collector()
         if self._missing_required:
             log.warning("required feed(s) %s have no list yet: every request is refused until they do",
                         ", ".join(self._missing_required))
@@ -217,6 +219,7 @@ class UrlWarden:
         if self.state is state and self.feeds is manager:  # nothing was reloaded meanwhile
             self.state = new_state
             self._missing_required = tuple(manager.unavailable_required())
+            settle_garbage_collector()
 
     def _restart_admin(self, admin: AdminConfig) -> None:
         if self._admin is not None and admin == self._admin_config:
@@ -455,6 +458,17 @@ def request_names(flow: http.HTTPFlow) -> list[str | None]:
         names.append(flow.server_conn.address[0])
     names.append(flow.client_conn.sni)
     return names
+
+
+def settle_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the loaded lists.
+
+    A million-entry list is millions of long-lived objects that hold no reference cycles; every
+    full collection walked them all (about 70 ms with 1M entries, seen as request stalls). Moving
+    what exists now to the permanent generation spares them; refcounting still frees them when a
+    reload drops them.
+    """
+    gc.freeze()
 
 
 def load_all(config_path: str, list_specs: Sequence[str], feeds: FeedManager | None, feeds_key

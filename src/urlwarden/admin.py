@@ -346,11 +346,11 @@ def render_pac(proxy: str) -> str:
 
 # --- the server --------------------------------------------------------------------------------
 
-class _HeadTooLarge(Exception):
-    pass
+class HeadTooLarge(Exception):
+    """A request head over MAX_REQUEST_BYTES."""
 
 
-def _read_head(sock: socket.socket, deadline: float) -> bytes:
+def read_head(sock: socket.socket, deadline: float) -> bytes:
     """The request line and headers (up to the blank line), read within `deadline`."""
     data = bytearray()
     while b"\r\n\r\n" not in data and b"\n\n" not in data:
@@ -363,7 +363,7 @@ def _read_head(sock: socket.socket, deadline: float) -> bytes:
             break
         data += chunk
         if len(data) > MAX_REQUEST_BYTES:
-            raise _HeadTooLarge
+            raise HeadTooLarge
     return bytes(data)
 
 
@@ -383,8 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.command = None
         self.requestline = ""
         try:
-            head = _read_head(self.connection, time.monotonic() + REQUEST_TIMEOUT)
-        except _HeadTooLarge:
+            head = read_head(self.connection, time.monotonic() + REQUEST_TIMEOUT)
+        except HeadTooLarge:
             self._send(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, b"request head too large\n")
             return
         except OSError:  # timeouts included

@@ -59,6 +59,7 @@ from typing import NamedTuple
 
 from urlwarden.errors import ListError
 from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, ParsedList
+from .fsutil import fsync_directory
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Compiled", "is_normalized", "read", "write"]
 
@@ -300,17 +301,5 @@ def _write_atomically(path: str, parts: tuple[bytes, ...]) -> None:
         if not replaced:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
-
-def _fsync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories; the data itself is synced
-    finally:
-        os.close(fd)

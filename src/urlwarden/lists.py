@@ -44,6 +44,7 @@ from pathlib import Path
 
 from urlwarden import canon
 from urlwarden.errors import ListError
+from .fsutil import fsync_directory
 
 __all__ = [
     "DIGEST_SIZE",
@@ -530,23 +531,10 @@ def _write_atomically(path: str, text: str) -> None:
     finally:
         if not replaced:
             _remove_quietly(temp)
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename itself durable; not every platform can open a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories; the data itself is synced
-    finally:
-        os.close(fd)

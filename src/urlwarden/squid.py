@@ -101,6 +101,7 @@ from .engine import State, host_severity, load_state, open_feeds, request_verdic
 from .errors import ConfigError, FeedError, UrlwardenError
 from .feeds.manager import FeedManager
 from .matcher import HostStatus, Verdict
+from .admin import HeadTooLarge, read_head
 
 __all__ = [
     "BH",
@@ -745,25 +746,6 @@ def blockpage_answer(config: Config, target: str, headers: Mapping[str, str]) ->
     )
 
 
-class _HeadTooLarge(Exception):
-    pass
-
-
-def _read_head(sock: socket.socket, deadline: float) -> bytes:
-    data = bytearray()
-    while b"\r\n\r\n" not in data and b"\n\n" not in data:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("request head not complete in time")
-        sock.settimeout(left)
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_REQUEST_BYTES:
-            raise _HeadTooLarge
-    return bytes(data)
-
 
 class _BlockpageHandler(BaseHTTPRequestHandler):
     server_version = "urlwarden"
@@ -780,8 +762,8 @@ class _BlockpageHandler(BaseHTTPRequestHandler):
         self.command = None
         self.requestline = ""
         try:
-            head = _read_head(self.connection, time.monotonic() + REQUEST_TIMEOUT)
-        except _HeadTooLarge:
+            head = read_head(self.connection, time.monotonic() + REQUEST_TIMEOUT)
+        except HeadTooLarge:
             self._send(blockpage.BlockResponse(431, _PLAIN_HEADERS, b"request head too large\n"))
             return
         except OSError:

@@ -40,6 +40,7 @@ from urlwarden.feeds import FeedVersion
 from urlwarden.feeds.payload import checksum as list_checksum
 from urlwarden.feeds.payload import normalize
 from urlwarden.lists import ListSpec, ParsedList, _write_atomically, load_list, write_sha256_list
+from urlwarden.fsutil import fsync_directory
 
 __all__ = ["COMPILED_SUFFIX", "METADATA_VERSION", "LastKnownGood", "StoredFeed"]
 
@@ -292,7 +293,7 @@ class LastKnownGood:
             raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
         finally:
             _remove_quietly(temp)
-        _fsync_directory(self.state_dir)
+        fsync_directory(self.state_dir)
         return stamp
 
 
@@ -305,18 +306,6 @@ def _source_stamp(list_path: str, stat: os.stat_result) -> str:
     (a new inode), and an edit in place changes the size or the modification time."""
     return f"{os.path.basename(list_path)}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
 
-
-def _fsync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories; the data itself is synced
-    finally:
-        os.close(fd)
 
 
 def _as_stored(parsed: ParsedList, name: str, list_path: str) -> ParsedList:

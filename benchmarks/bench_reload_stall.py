@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Reload stall, in process: how long the event loop waits while a list is rebuilt in a thread.
+
+What the addon does on SIGHUP, without mitmproxy, nginx or wrk: `engine.load_state` runs in
+a worker thread (``asyncio.to_thread``) while the event loop runs a timer every millisecond;
+every late timer is a stall a request would have seen (a request through mitmproxy needs the
+GIL several times, so in the proxy stalls add up: see bench_proxy.py's reload section).
+Then, with the new state held: the time of one full garbage collection, and the time to
+deallocate a state (what dropping the old one costs on the event loop at the swap).
+
+Synthetic plain list (hNNNNNN.bench.test/p/N.html); nothing touches the network.
+Results: docs/performance-proxy.md ("Where the time goes").
+
+Usage: .venv/bin/python benchmarks/bench_reload_stall.py [--entries N] [--top K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from urlwarden.config import load_config  # noqa: E402
+from urlwarden.engine import load_state  # noqa: E402
+
+TICK = 0.001  # seconds between timer callbacks on the event loop
+SETTLE = 0.5  # seconds of ticks before and after the build
+
+
+def write_config(directory: Path, entries: int) -> Path:
+    lines = directory / "list.txt"
+    with open(lines, "w", encoding="ascii") as out:
+        for start in range(0, entries, 100_000):
+            out.write("".join(f"h{i:06d}.bench.test/p/{i}.html\n" for i in range(start, min(entries, start + 100_000))))
+    config = directory / "urlwarden.yaml"
+    config.write_text(f"lists:\n  - name: bench\n    path: {lines}\n    format: plain\n")
+    return config
+
+
+async def rebuild_under_timer(config) -> tuple[object, float, list[tuple[float, float]]]:
+    delays: list[tuple[float, float]] = []
+
+    async def ticker():
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(TICK)
+            delays.append((started, time.monotonic() - started - TICK))
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(SETTLE)
+    t0 = time.monotonic()
+    state = await asyncio.to_thread(load_state, config)
+    took = time.monotonic() - t0
+    await asyncio.sleep(SETTLE)
+    task.cancel()
+    return state, took, [(at - t0, late) for at, late in delays if at >= t0 - TICK]
+
+
+def full_collection_ms() -> float:
+    gc.collect()
+    started = time.perf_counter()
+    gc.collect()
+    return (time.perf_counter() - started) * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--top", type=int, default=8, help="longest event-loop delays to print")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="urlwarden-bench-stall-") as tmp:
+        config = load_config(str(write_config(Path(tmp), args.entries)))
+        empty_gc = full_collection_ms()
+        state, took, delays = asyncio.run(rebuild_under_timer(config))
+        print(f"load_state of {args.entries:,} entries in a worker thread: {took:.1f} s")
+        print(f"longest event-loop delays (a {TICK * 1000:.0f} ms timer; time since the build started):")
+        for at, late in sorted(delays, key=lambda d: -d[1])[: args.top]:
+            print(f"  {late * 1000:8.1f} ms at {at:6.2f} s")
+        over = [late for _, late in delays if late > 0.020]
+        print(f"delays over 20 ms: {len(over)}, {sum(over):.2f} s in all")
+        print(f"one full garbage collection: {full_collection_ms():.1f} ms with the state held, "
+              f"{empty_gc:.1f} ms before loading")
+        spare = load_state(config)
+        started = time.perf_counter()
+        del spare
+        print(f"deallocating a state (what the swap costs the event loop): {(time.perf_counter() - started) * 1000:.1f} ms")
+        del state
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
