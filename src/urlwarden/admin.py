@@ -504,16 +504,20 @@ class _Handler(BaseHTTPRequestHandler):
         """No access log: it would record client addresses and request targets."""
 
 
-class _Server(ThreadingHTTPServer):
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server that serves at most `max_connections` at once (others are closed),
+    looks up no host name, and logs a handler's unexpected error by type only (no client address).
+    Shared by the admin listener and the block page server."""
+
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    log_name = "urlwarden"
 
-    def __init__(self, address: tuple[str, int], family: int, admin: AdminServer):
+    def __init__(self, address: tuple[str, int], family: int, handler: type, max_connections: int):
         self.address_family = family
-        self.admin = admin
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, _Handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would look the host name up (socket.getfqdn): not needed.
@@ -538,9 +542,16 @@ class _Server(ThreadingHTTPServer):
             self._slots.release()
 
     def handle_error(self, request, client_address) -> None:
-        """An unexpected error in a handler: logged by type, without the client address."""
-        log.error("urlwarden: admin listener: error while answering a request (%s)",
+        log.error("%s: error while answering a request (%s)", self.log_name,
                   getattr(sys.exc_info()[0], "__name__", "unknown"))
+
+
+class _Server(BoundedHTTPServer):
+    log_name = "urlwarden: admin listener"
+
+    def __init__(self, address: tuple[str, int], family: int, admin: AdminServer):
+        self.admin = admin
+        super().__init__(address, family, _Handler, MAX_CONNECTIONS)
 
 
 def _local_host_header(value: str | None) -> bool:

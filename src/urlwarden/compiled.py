@@ -44,13 +44,11 @@ Worked example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import struct
 import sys
-import tempfile
 from array import array
 from collections.abc import Iterator
 from itertools import islice
@@ -59,7 +57,7 @@ from typing import NamedTuple
 
 from urlwarden.errors import ListError
 from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, ParsedList
-from .fsutil import fsync_directory
+from .fsutil import write_atomically
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Compiled", "is_normalized", "read", "write"]
 
@@ -77,7 +75,6 @@ HEADER_SIZE = _HEADER.size  # 120
 _CHECKED_HEADER = HEADER_SIZE - 32  # the file checksum covers the header up to itself
 _HOST_KEYS, _IDS, _CATEGORIES = 1, 2, 4
 _KNOWN_FLAGS = _HOST_KEYS | _IDS | _CATEGORIES
-_WRITE_CHUNK = 64 * 1024 * 1024
 
 
 def is_normalized(digests: bytes) -> bool:
@@ -278,28 +275,8 @@ def _meta_fields(meta: bytes, path: str) -> dict:
 
 
 def _write_atomically(path: str, parts: tuple[bytes, ...]) -> None:
-    """Temp file in the same directory (0600), fsync, `os.replace`, directory fsync."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """`fsutil.write_atomically`, with its OSError as a ListError naming the file."""
     try:
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=".urlwarden-", suffix=".tmp")
+        write_atomically(path, parts)
     except OSError as exc:
         raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    replaced = False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                view = memoryview(part)
-                for start in range(0, len(view), _WRITE_CHUNK):
-                    f.write(view[start : start + _WRITE_CHUNK])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-        replaced = True
-    except OSError as exc:
-        raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if not replaced:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-    fsync_directory(directory)
-

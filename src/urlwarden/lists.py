@@ -31,20 +31,18 @@ Worked example (a ``plain`` file)::
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from urlwarden import canon
 from urlwarden.errors import ListError
-from .fsutil import fsync_directory
+from .fsutil import write_atomically
 
 __all__ = [
     "DIGEST_SIZE",
@@ -512,29 +510,9 @@ def _csv_text(rows: list, hosts: list[bytes]) -> str:
 
 
 def _write_atomically(path: str, text: str) -> None:
-    """Temp file in the same directory, fsync, `os.replace`: a crash leaves the old file whole."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """`fsutil.write_atomically` for text, with its OSError as a ListError naming the file."""
     try:
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=".urlwarden-", suffix=".tmp")
+        write_atomically(path, (text.encode("utf-8"),))
     except OSError as exc:
         raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    replaced = False
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-        replaced = True
-    except OSError as exc:
-        raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if not replaced:
-            _remove_quietly(temp)
-    fsync_directory(directory)
-
-
-def _remove_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 

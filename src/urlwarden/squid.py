@@ -83,14 +83,13 @@ import os
 import re
 import signal
 import socket
-import socketserver
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
@@ -101,7 +100,7 @@ from .engine import State, host_severity, load_state, open_feeds, request_verdic
 from .errors import ConfigError, FeedError, UrlwardenError
 from .feeds.manager import FeedManager
 from .matcher import HostStatus, Verdict
-from .admin import HeadTooLarge, read_head
+from .admin import BoundedHTTPServer, HeadTooLarge, read_head
 
 __all__ = [
     "BH",
@@ -817,44 +816,15 @@ class _BlockpageHandler(BaseHTTPRequestHandler):
         """No access log: it would record client addresses and block references."""
 
 
-class _BlockpageHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _BlockpageHTTPServer(BoundedHTTPServer):
+    log_name = "blockpage-server"
 
     def __init__(self, address: tuple[str, int], family: int, owner: BlockpageServer):
-        self.address_family = family
         self.owner = owner
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(address, _BlockpageHandler)
+        super().__init__(address, family, _BlockpageHandler, MAX_CONNECTIONS)
 
     def current_config(self) -> Config:
         return self.owner.current_config()
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # no reverse lookup of our own name
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = host, port
-
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request, client_address) -> None:
-        log.error("blockpage-server: error while answering a request (%s)",
-                  getattr(sys.exc_info()[0], "__name__", "unknown"))
 
 
 class BlockpageServer:

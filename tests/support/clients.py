@@ -27,7 +27,7 @@ any ``*_proxy`` environment variables: it goes direct unless `proxy` (or ``--pro
 Chromium runs with a fresh profile, the proxy for every URL including loopback
 (``--proxy-bypass-list=<-loopback>``), background networking and component updates off, its
 Google sign-in and updater URLs pointed at a closed loopback port (without that, Chromium 156
-sends ``CONNECT accounts.google.com:443`` and ``POST http://update.googleapis.com/...`` to the
+sends a CONNECT to its vendor's account service and POSTs to its update service to the
 proxy on every start), and ``--host-resolver-rules`` that make every name Chromium itself would
 resolve fail (it resolves nothing when it uses the proxy), so it can only ever talk to the proxy.
 Run the proxy with ``ProxyProcess(hosts=...)`` anyway: its private resolv.conf is the second

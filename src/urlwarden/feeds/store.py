@@ -99,8 +99,8 @@ class LastKnownGood:
         self._make_directory(name)
         try:
             _write_atomically(self.health_path(name), json.dumps(document, sort_keys=True) + "\n")
-        except OSError as exc:
-            raise FeedError(f"feed {name!r}: cannot write {self.health_path(name)}: {exc.strerror or exc}") from None
+        except ListError as exc:  # (_write_atomically translates OSError into ListError)
+            raise FeedError(f"feed {name!r}: health record not saved: {exc}") from None
 
     def load_health(self, name: str) -> dict | None:
         """What `save_health` recorded, or None (missing or damaged)."""
