@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
-"""Reload stall, in process: how long the event loop waits while a list is rebuilt in a thread.
+"""Reload stall, in process: how long the event loop waits while a new list is loaded and swapped.
 
-What the addon does on SIGHUP, without mitmproxy, nginx or wrk: `engine.load_state` runs in
-a worker thread (``asyncio.to_thread``) while the event loop runs a timer every millisecond;
-every late timer is a stall a request would have seen (a request through mitmproxy needs the
-GIL several times, so in the proxy stalls add up: see bench_proxy.py's reload section).
-Then, with the new state held: the time of one full garbage collection, and the time to
-deallocate a state (what dropping the old one costs on the event loop at the swap).
+What the addon does on SIGHUP, without mitmproxy, nginx or wrk: `addon.load_all` runs in a
+worker thread (``asyncio.to_thread``) and hands the parsing and compiling to a child process
+(`urlwarden.offload`), while the event loop runs a timer every millisecond; every late timer is
+a stall a request would have seen. Then the swap as the addon does it, timed on the loop: the
+one assignment, dropping the old state, and `gc.freeze`. ``--in-process`` runs
+`engine.load_state` in the worker thread instead (how reloads worked before the child process).
+Finally, with the new state held: the time of one full garbage collection.
 
 Synthetic plain list (hNNNNNN.bench.test/p/N.html); nothing touches the network.
-Results: docs/performance-proxy.md ("Where the time goes").
+Results: docs/performance-proxy.md ("Reload").
 
-Usage: .venv/bin/python benchmarks/bench_reload_stall.py [--entries N] [--top K]
+Usage: .venv/bin/python benchmarks/bench_reload_stall.py [--entries N] [--top K] [--in-process]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from urlwarden.config import load_config  # noqa: E402
 from urlwarden.engine import load_state  # noqa: E402
+from urlwarden.offload import Offloader  # noqa: E402
 
 TICK = 0.001  # seconds between timer callbacks on the event loop
 SETTLE = 0.5  # seconds of ticks before and after the build
@@ -43,7 +45,7 @@ def write_config(directory: Path, entries: int) -> Path:
     return config
 
 
-async def rebuild_under_timer(config) -> tuple[object, float, list[tuple[float, float]]]:
+async def rebuild_under_timer(load) -> tuple[object, float, list[tuple[float, float]], float]:
     delays: list[tuple[float, float]] = []
 
     async def ticker():
@@ -55,11 +57,16 @@ async def rebuild_under_timer(config) -> tuple[object, float, list[tuple[float, 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(SETTLE)
     t0 = time.monotonic()
-    state = await asyncio.to_thread(load_state, config)
+    old = await asyncio.to_thread(load)
     took = time.monotonic() - t0
+    state = await asyncio.to_thread(load)  # a second reload: now there is an old state to replace
+    swap_started = time.perf_counter()
+    old = state  # the swap, as in the addon: one assignment drops the previous state...
+    gc.freeze()  # ...and the new one is moved out of the collector's way (addon.settle_garbage_collector)
+    swap_ms = (time.perf_counter() - swap_started) * 1000
     await asyncio.sleep(SETTLE)
     task.cancel()
-    return state, took, [(at - t0, late) for at, late in delays if at >= t0 - TICK]
+    return old, took, [(at - t0, late) for at, late in delays if at >= t0 - TICK], swap_ms
 
 
 def full_collection_ms() -> float:
@@ -73,23 +80,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--top", type=int, default=8, help="longest event-loop delays to print")
+    parser.add_argument("--in-process", action="store_true", help="build in the worker thread, not a child process")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="urlwarden-bench-stall-") as tmp:
         config = load_config(str(write_config(Path(tmp), args.entries)))
         empty_gc = full_collection_ms()
-        state, took, delays = asyncio.run(rebuild_under_timer(config))
-        print(f"load_state of {args.entries:,} entries in a worker thread: {took:.1f} s")
+        offloader = Offloader()
+        if args.in_process:
+            where, load = "in a worker thread", lambda: load_state(config)
+        else:
+            where, load = "in a child process", lambda: offloader.run("load_state", config, ())
+        state, took, delays, swap_ms = asyncio.run(rebuild_under_timer(load))
+        print(f"load_state of {args.entries:,} entries {where}: {took:.1f} s (then once more, to swap)")
+        print(f"the swap on the event loop (assignment, old state dropped, gc.freeze): {swap_ms:.1f} ms")
         print(f"longest event-loop delays (a {TICK * 1000:.0f} ms timer; time since the build started):")
         for at, late in sorted(delays, key=lambda d: -d[1])[: args.top]:
             print(f"  {late * 1000:8.1f} ms at {at:6.2f} s")
         over = [late for _, late in delays if late > 0.020]
         print(f"delays over 20 ms: {len(over)}, {sum(over):.2f} s in all")
-        print(f"one full garbage collection: {full_collection_ms():.1f} ms with the state held, "
+        gc.unfreeze()
+        print(f"one full garbage collection: {full_collection_ms():.1f} ms with the state held (unfrozen), "
               f"{empty_gc:.1f} ms before loading")
-        spare = load_state(config)
-        started = time.perf_counter()
-        del spare
-        print(f"deallocating a state (what the swap costs the event loop): {(time.perf_counter() - started) * 1000:.1f} ms")
         del state
     return 0
 

@@ -47,7 +47,6 @@ from .engine import (
     open_feeds,
     request_verdict,
     tls_decision,
-    with_feed_lists,
 )
 from .feedloop import FeedLoop
 from .feeds.manager import FeedManager
@@ -55,6 +54,7 @@ from .errors import UrlwardenError
 from .lists import parse_list_spec
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
+from .offload import Offloader
 
 log = logging.getLogger("urlwarden")
 startup_log = logging.getLogger("mitmproxy.urlwarden")  # reaches mitmproxy's start-up error check
@@ -96,6 +96,8 @@ class UrlWarden:
         self._feed_task: asyncio.Task | None = None
         # required feeds with no list yet: until they have one, nothing is let through
         self._missing_required: tuple[str, ...] = ()
+        # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
+        self._offloader = Offloader()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -200,6 +202,7 @@ class UrlWarden:
             self._feed_task.cancel()
         if self.feeds is not None:
             self.feeds.close()
+        self._offloader.stop()
 
     def _restart_feed_loop(self) -> None:
         if self._feed_task is not None:
@@ -215,7 +218,15 @@ class UrlWarden:
         manager, state = self.feeds, self.state
         if manager is None or state is None:
             return
-        new_state = await asyncio.to_thread(with_feed_lists, state, manager.lists())
+        try:
+            new_state = await asyncio.to_thread(
+                self._offloader.run, "rebuild", state.config, state.static_block, state.allow, manager.lists())
+        except UrlwardenError as exc:
+            log.error("feed update not applied, the current lists stay: %s", exc)
+            return
+        except Exception as exc:  # a bug must not end the feed loop: the next update tries again
+            log.error("feed update not applied (%s), the current lists stay", type(exc).__name__)
+            return
         if self.state is state and self.feeds is manager:  # nothing was reloaded meanwhile
             self.state = new_state
             self._missing_required = tuple(manager.unavailable_required())
@@ -249,7 +260,7 @@ class UrlWarden:
             sdnotify.reloading()
             wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
             try:
-                loaded = await asyncio.to_thread(load_all, *wanted, self.feeds, self._feeds_key)
+                loaded = await asyncio.to_thread(load_all, *wanted, self.feeds, self._feeds_key, self._offloader)
                 self._apply(*loaded, wanted)
             except UrlwardenError as exc:
                 log.error("reload rejected, the running configuration stays: %s", exc)
@@ -269,8 +280,8 @@ class UrlWarden:
         loaded = {ls.name for ls in state.snapshot.stats.lists}
         reasons += [f"{lc.name}: not loaded" for lc in state.config.static_lists if lc.name not in loaded]
         for status in feeds.statuses() if feeds else ():
-            if status.required and status.entries == 0:
-                reasons.append(f"{status.name}: not loaded")
+            if status.required and (status.entries == 0 or status.name not in loaded):
+                reasons.append(f"{status.name}: not loaded")  # (not yet in the snapshot in force)
             elif status.required and status.stale:
                 reasons.append(f"{status.name}: stale")
         return not reasons, reasons
@@ -471,14 +482,22 @@ def settle_garbage_collector() -> None:
     gc.freeze()
 
 
-def load_all(config_path: str, list_specs: Sequence[str], feeds: FeedManager | None, feeds_key
-             ) -> tuple[State, FeedManager | None, object]:
-    """Configuration, static lists and feeds (restored from last-known-good, no network); raises UrlwardenError."""
+def load_all(config_path: str, list_specs: Sequence[str], feeds: FeedManager | None, feeds_key,
+             offloader: Offloader | None = None) -> tuple[State, FeedManager | None, object]:
+    """Configuration, static lists and feeds (restored from last-known-good, no network); raises UrlwardenError.
+
+    With an `offloader` the lists are parsed and compiled in a child process (a reload while
+    serving); without, here (at start-up, when no request is waiting).
+    """
     config = load_config(config_path or default_config_path())
     if list_specs:
         config = config.with_lists([parse_list_spec(s) for s in list_specs])
     manager, key = open_feeds(config, feeds, feeds_key)
-    state = load_state(config, manager.lists() if manager else ())
+    feed_lists = manager.lists() if manager else ()
+    if offloader is None:
+        state = load_state(config, feed_lists)
+    else:
+        state = offloader.run("load_state", config, tuple(feed_lists))
     return state, manager, key
 
 

@@ -56,7 +56,7 @@ from operator import itemgetter, lt
 from typing import NamedTuple
 
 from urlwarden.errors import ListError
-from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, ParsedList
+from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ParsedList, digest_prefixes
 from .fsutil import write_atomically
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Compiled", "is_normalized", "read", "write"]
@@ -82,7 +82,7 @@ def is_normalized(digests: bytes) -> bool:
     share their first 8 bytes, which practically never happens)."""
     if len(digests) % DIGEST_SIZE:
         return False
-    prefixes = _prefixes(digests)
+    prefixes = digest_prefixes(digests)
     if all(map(lt, prefixes, islice(prefixes, 1, None))):
         return True
     previous = b""
@@ -101,9 +101,7 @@ def write(parsed: ParsedList, path: str | os.PathLike[str], *, source: str = "")
     if not is_normalized(parsed.digests):
         raise ListError(f"{path}: cannot compile {parsed.path}: its digests are not normalized")
     count = parsed.count
-    host_keys = b"" if parsed.host_keys is None else b"".join(sorted(parsed.host_keys))
-    if parsed.host_keys is not None and any(len(key) != DIGEST_SIZE for key in parsed.host_keys):
-        raise ListError(f"{path}: cannot compile {parsed.path}: a host key is not {DIGEST_SIZE} bytes")
+    host_keys = b"" if parsed.host_keys is None else parsed.host_keys.blob  # sorted, 32 bytes each
     ids = _encode_column(parsed.ids, count, path, "ids")
     categories = _encode_column(parsed.categories, count, path, "categories")
     meta = json.dumps(
@@ -181,7 +179,7 @@ def read(path: str | os.PathLike[str], *, source: str | None = None) -> Compiled
         digests=digests,
         ids=_decode_column(ids, count, path, "ids") if flags & _IDS else None,
         categories=_decode_column(categories, count, path, "categories") if flags & _CATEGORIES else None,
-        host_keys=frozenset(_chunks(keys)) if flags & _HOST_KEYS else None,
+        host_keys=HostKeys.from_sorted_blob(keys) if flags & _HOST_KEYS else None,
         max_folder_depth=fields["max_folder_depth"],
         bad_lines=fields["bad_lines"],
         problems=tuple(fields["problems"]),
@@ -190,19 +188,6 @@ def read(path: str | os.PathLike[str], *, source: str | None = None) -> Compiled
 
 
 # --- internals ----------------------------------------------------------------------------------
-
-
-def _prefixes(blob: bytes) -> array:
-    """The first 8 bytes of every 32-byte digest, as big-endian numbers (C-speed passes)."""
-    prefixes = array("Q")
-    prefixes.frombytes(memoryview(blob).cast("Q")[:: DIGEST_SIZE // 8].tobytes())
-    if sys.byteorder == "little":
-        prefixes.byteswap()
-    return prefixes
-
-
-def _chunks(blob: bytes) -> Iterator[bytes]:
-    return map(itemgetter(0), _DIGEST_RECORD.iter_unpack(blob))  # the quickest split in C
 
 
 def _encode_column(values: tuple[str | None, ...] | None, count: int, path: str, what: str) -> bytes:

@@ -17,8 +17,8 @@ from .feeds.manager import FeedManager
 from .lists import ParsedList, load_list
 from .matcher import HostStatus, Snapshot, Verdict, build
 
-__all__ = ["State", "TlsAction", "host_severity", "load_state", "request_verdict", "tls_action", "tls_decision",
-           "url_for", "with_feed_lists", "open_feeds"]
+__all__ = ["State", "TlsAction", "host_severity", "load_state", "rebuild", "request_verdict", "tls_action",
+           "tls_decision", "url_for", "with_feed_lists", "open_feeds"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ def open_feeds(config: Config, current: FeedManager | None, current_key: FeedsKe
 def with_feed_lists(state: State, feed_lists: Iterable[ParsedList]) -> State:
     """`state` with a new snapshot over its static lists and these feed lists (after a feed update)."""
     return replace(state, snapshot=build(state.static_block + tuple(feed_lists), state.allow))
+
+
+def rebuild(config: Config, static_block: tuple[ParsedList, ...], allow: tuple[ParsedList, ...],
+            feed_lists: Iterable[ParsedList]) -> State:
+    """`with_feed_lists` from a state's parts (what `urlwarden.offload` sends a child process)."""
+    return with_feed_lists(State(config, Snapshot.empty(), static_block, allow), feed_lists)
 
 
 def url_for(scheme: str, name: str, path: str) -> str:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import mmap
 import struct
 import sys
 from array import array
@@ -59,7 +60,7 @@ from itertools import compress, islice, repeat
 from operator import and_, eq, itemgetter, lshift, lt, or_, rshift
 
 from urlwarden import canon
-from urlwarden.lists import DIGEST_SIZE, ParsedList
+from urlwarden.lists import DIGEST_SIZE, ParsedList, digest_prefixes
 
 __all__ = [
     "ALLOW",
@@ -231,8 +232,10 @@ class _Segment:
         if i >= count or keys[i] != key:
             return -1
         tail, blob, stride = value[self.skip :], self.blob, self.stride
+        size = len(tail)
         while i < count and keys[i] == key:  # equal prefixes (rare): compare the rest
-            if blob.startswith(tail, i * stride):
+            start = i * stride
+            if blob[start : start + size] == tail:  # (a mapped blob has no startswith)
                 return i
             i += 1
         return -1
@@ -249,9 +252,9 @@ class _Segment:
 def _shared_segment(pl: ParsedList, number: int) -> _Segment | None:
     """A segment over `pl`'s own digest blob, when its digests are sorted and distinct."""
     blob = pl.digests
-    if type(blob) is not bytes or len(blob) % DIGEST_SIZE:
+    if type(blob) not in (bytes, mmap.mmap) or len(blob) % DIGEST_SIZE:  # immutable blobs only
         return None
-    keys = _prefixes(blob)
+    keys = digest_prefixes(blob)
     if not all(map(lt, keys, islice(keys, 1, None))):
         return None  # not strictly increasing prefixes: unsorted, duplicated or colliding
     return _Segment(keys, blob, DIGEST_SIZE, 0, number, None, pl.ids, pl.categories)
@@ -360,7 +363,7 @@ def _distinct_sorted(blob: bytes) -> tuple[array, array]:
     only runs of equal prefixes (duplicates, or the rare collision) are looked at one by one.
     """
     count = len(blob) // DIGEST_SIZE
-    decorated = sorted(map(or_, map(lshift, _prefixes(blob), repeat(_ENTRY_BITS)), range(count)))
+    decorated = sorted(map(or_, map(lshift, digest_prefixes(blob), repeat(_ENTRY_BITS)), range(count)))
     order = array("I", map(and_, decorated, repeat(_ENTRY_MASK)))
     keys = array("Q", map(rshift, decorated, repeat(_ENTRY_BITS)))
     del decorated
@@ -409,28 +412,20 @@ def _aligned(lists: Sequence[ParsedList], order: array, column: str) -> tuple[st
 
 
 class _HostIndex:
-    """The host keys of some lists: a bit filter over all of them, then the lists' own sets.
-
-    The sets are the lists' `ParsedList.host_keys` themselves (whoever holds the lists holds
-    them anyway), so the index adds only the filter: no copy, no sort. The filter is keyed by
-    Python's own hash of each 32-byte key (bytes cache it, so building the filter reads no key
-    twice, and a probe's hash is then reused by the set lookup that confirms it).
-    `digest in index`.
+    """The host keys of some lists: one bit filter over all of them, then the lists' own
+    `HostKeys` (sorted blobs, bisected). Whoever holds the lists holds the keys anyway, so the
+    index adds only the filter: no copy, no sort. `digest in index`.
     """
 
-    __slots__ = ("sets", "count", "filter", "mask")
+    __slots__ = ("sets", "count", "filter", "shift")
 
     def __init__(self, lists: Sequence[ParsedList]):
         self.sets = tuple(pl.host_keys for pl in lists if pl.host_keys)
-        total = sum(map(len, self.sets))
-        bits = max(3, (total * FILTER_BITS_PER_KEY - 1).bit_length())
-        self.mask = (1 << bits) - 1
-        digits = bytearray(b"0") * (1 << bits)
-        for keys in self.sets:
-            any(map(digits.__setitem__, map(and_, map(hash, keys), repeat(self.mask)), repeat(ord("1"))))
-        digits.reverse()  # as in `_bit_filter`
-        self.filter = int(digits, 2).to_bytes(1 << (bits - 3), "little")
         by_size = sorted(self.sets, key=len, reverse=True)
+        if len(by_size) == 1:
+            self.filter, self.shift = _bit_filter(by_size[0].prefixes)
+        else:
+            self.filter, self.shift = _bit_filter(array("Q", b"".join(keys.prefixes.tobytes() for keys in by_size)))
         # distinct host keys: the largest set, plus what each smaller one adds
         self.count = sum(
             len(keys) if n == 0 else sum(1 for key in keys if not any(key in other for other in by_size[:n]))
@@ -441,17 +436,9 @@ class _HostIndex:
         return self.count
 
     def __contains__(self, digest: bytes) -> bool:
-        f = hash(digest) & self.mask
-        return bool(self.filter[f >> 3] >> (f & 7) & 1) and any(digest in keys for keys in self.sets)
-
-
-def _prefixes(blob: bytes) -> array:
-    """The first 8 bytes of each 32-byte digest in `blob`, as numbers (C-speed passes)."""
-    prefixes = array("Q")
-    prefixes.frombytes(memoryview(blob).cast("Q")[:: DIGEST_SIZE // 8].tobytes())
-    if sys.byteorder == "little":
-        prefixes.byteswap()  # big-endian prefixes, so that int order == byte order
-    return prefixes
+        key = _prefix_of(digest)[0]
+        f = key >> self.shift
+        return bool(self.filter[f >> 3] >> (f & 7) & 1) and any(keys.find(key, digest) for keys in self.sets)
 
 
 def _max_prefixes(lists: Sequence[ParsedList]) -> int:
@@ -609,12 +596,13 @@ class Snapshot:
         # every one is turned away by the filter bit (the inlined `_HostIndex.__contains__`).
         block = self._block_hosts
         allow = self._allow_hosts if self._allow_hosts.count else None
-        bits, mask, sets = block.filter, block.mask, block.sets
+        bits, shift, sets = block.filter, block.shift, block.sets
         known = None
         for suffix in canon.host_suffixes(host):
             value = _sha256(suffix.encode("ascii")).digest()
-            f = hash(value) & mask
-            if (bits[f >> 3] >> (f & 7) & 1 and any(value in keys for keys in sets)) or (
+            key = _prefix_of(value)[0]
+            f = key >> shift
+            if (bits[f >> 3] >> (f & 7) & 1 and any(keys.find(key, value) for keys in sets)) or (
                 allow is not None and value in allow
             ):
                 known = (*known, suffix) if known else (suffix,)

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from urlwarden.errors import FeedError, ListError
-from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, ListSpec, ParsedList, parse_text
+from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ListSpec, ParsedList, parse_text
 
 __all__ = [
     "DIFF_FORMATS",
@@ -330,13 +330,13 @@ def apply_diff(current: ParsedList, diff: Diff, format: str, feed: str) -> Parse
 
 def _diff_host_keys(
     current: ParsedList, format: str, added: set[bytes], removed: set[bytes]
-) -> frozenset[bytes] | None:
+) -> HostKeys | None:
     if current.host_keys is None:
         return None  # keys for some hosts only would hide entries on every other host
     if format == "plain":
         return current.host_keys | added  # see the module docstring: never removed by a diff
     keys = (current.host_keys - removed) | added
-    return frozenset(keys) if keys else None
+    return keys if keys else None
 
 
 def _diff_entries(

@@ -1,0 +1,168 @@
+"""Loads lists and builds snapshots in a short-lived child process, never in the proxy's own.
+
+Why: parsing and compiling a million-entry list is seconds of CPU, much of it in long C calls
+(sorts, passes over arrays) that hold the GIL throughout. Run in a thread of the proxy, every
+such call stalled every request for its whole length (up to a second and more). In a child
+process it stalls nothing: the child gets the inputs and hands the result back through
+`urlwarden.snapfile` (buffers mapped, not copied), and the proxy swaps it in with one
+assignment. The child runs at a lower priority (`CHILD_NICENESS`) so that the proxy and its
+clients keep the CPU they need while it works.
+
+Usage (blocking; the addon calls it through ``asyncio.to_thread``)::
+
+    offloader = Offloader()
+    state = offloader.run("load_state", config, feed_lists)   # or "rebuild", see JOBS
+    offloader.stop()                                           # at shutdown: kills a running child
+
+Errors: a job's own `UrlwardenError` (a bad list) is raised here as it was raised in the child.
+A child that dies (out of memory, killed) raises `ListError`. When no child process can be
+started at all (no Python interpreter at ``sys.executable``, as in a frozen build), the job runs
+in the calling thread instead, with a warning logged once: slower to swap, still correct.
+
+The child: ``python -m urlwarden.offload REQUEST REPLY`` (private files in a 0700 directory
+that is removed as soon as the reply is mapped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from . import snapfile
+from .errors import ListError, UrlwardenError
+
+log = logging.getLogger("urlwarden")
+
+__all__ = ["CHILD_NICENESS", "JOBS", "Offloader", "run_job"]
+
+CHILD_NICENESS = 10
+"""Added to the child's nice value: the proxy keeps serving at full priority while it builds."""
+
+PARENT_CHECK_SECONDS = 1.0
+"""How often a child checks that the proxy that started it still runs (it exits if not)."""
+
+
+def _jobs() -> dict:
+    from . import engine  # imported here: `engine` pulls in the feeds package, needless for `snapfile`
+
+    return {"load_state": engine.load_state, "rebuild": engine.rebuild}
+
+
+JOBS = ("load_state", "rebuild")
+"""What a child can be asked to run: `engine.load_state` and `engine.rebuild`."""
+
+
+def run_job(job: str, *args: Any) -> Any:
+    """Run a job here, in this process (what the child does, and the fallback)."""
+    if job not in JOBS:
+        raise ValueError(f"unknown offload job {job!r}")
+    return _jobs()[job](*args)
+
+
+class Offloader:
+    """Runs jobs in child processes, one at a time per call; `stop` kills any still running."""
+
+    def __init__(self) -> None:
+        self._children: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._fallback_reported = False
+
+    def run(self, job: str, *args: Any) -> Any:
+        if job not in JOBS:
+            raise ValueError(f"unknown offload job {job!r}")
+        workdir = tempfile.mkdtemp(prefix="urlwarden-build-")  # mode 0700
+        try:
+            request, reply = os.path.join(workdir, "request"), os.path.join(workdir, "reply")
+            try:
+                snapfile.dump((job, args), request)
+            except OSError as exc:
+                raise ListError(f"cannot hand the lists to the list builder process: {exc}") from None
+            child = self._start(request, reply)
+            if child is None:
+                return run_job(job, *args)
+            try:
+                _, stderr = child.communicate()
+            finally:
+                with self._lock:
+                    self._children.discard(child)
+            if child.returncode != 0 or not os.path.exists(reply):
+                raise ListError(f"the list builder process failed ({_describe_exit(child.returncode)}): "
+                                f"{_last_line(stderr)}")
+            outcome, value = snapfile.load(reply)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if outcome == "error":
+            raise value
+        return value
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            children = list(self._children)
+        for child in children:
+            if child.poll() is None:
+                child.kill()  # only the children this object started, by their own handle
+
+    def _start(self, request: str, reply: str) -> subprocess.Popen | None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        with self._lock:
+            if self._stopped:
+                raise ListError("shutting down: the list builder is stopped")
+            try:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "urlwarden.offload", request, reply, str(os.getpid())],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                )
+            except OSError as exc:
+                if not self._fallback_reported:
+                    self._fallback_reported = True
+                    log.warning("cannot start a list builder process (%s); lists are built in the proxy "
+                                "process, which stalls requests while a large list is swapped in", exc)
+                return None
+            self._children.add(child)
+            return child
+
+
+def _describe_exit(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = stderr.decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][:500] if lines else "no message"
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the proxy that started this child is gone (its work would be wasted)."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def main(argv: list[str]) -> int:
+    request, reply, parent = argv
+    threading.Thread(target=_exit_with_parent, args=(int(parent),), daemon=True).start()
+    try:
+        os.nice(CHILD_NICENESS)
+    except OSError:
+        pass
+    job, args = snapfile.load(request)
+    try:
+        outcome = ("ok", run_job(job, *args))
+    except UrlwardenError as exc:
+        outcome = ("error", exc)
+    snapfile.dump(outcome, reply)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
