@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from urlwarden import offload, snapfile
 from urlwarden.config import load_config
 from urlwarden.engine import load_state, rebuild
-from urlwarden.errors import ListError
+from urlwarden.errors import FeedError, ListError
+from urlwarden.feeds.manager import FeedManager
 from urlwarden.lists import HostKeys, ListSpec, digest, parse_text
 
 digests = st.binary(min_size=32, max_size=32)
@@ -217,3 +218,36 @@ def test_property_child_and_here_agree(tmp_path_factory, block):
     tmp_path = tmp_path_factory.mktemp("agree")
     config = write_config(tmp_path, block)
     assert outcomes(offload.Offloader().run("load_state", config, ())) == outcomes(load_state(config))
+
+
+# --- feed refreshes in a child process ----------------------------------------------------------
+
+
+def test_a_feed_refresh_in_a_child_publishes_saves_and_recognises_an_unchanged_list(tmp_path):
+    feed_file = tmp_path / "hotline.txt"
+    feed_file.write_text("listed.test/\npaths.test/folder/\n")
+    config_path = tmp_path / "urlwarden.yaml"
+    config_path.write_text(f"state_dir: {tmp_path / 'state'}\nlists:\n  - name: hotline\n"
+                           f"    feed: {{adapter: file, options: {{path: {feed_file}}}}}\n")
+    config = load_config(str(config_path))
+    offloader = offload.Offloader()
+    with FeedManager(config.feeds, config.state_dir) as manager:
+        assert manager.refresh("hotline", offloader=offloader) is True
+        status = manager.status("hotline")
+        assert (status.entries, status.last_update, status.lkg_saved) == (2, "full", True)
+        snap = rebuild(config, (), (), manager.lists()).snapshot
+        assert snap.match("http://listed.test/").blocked and snap.match("http://paths.test/folder/x").blocked
+
+        os.utime(feed_file, ns=(1, 1))  # a new version of the same content: nothing to publish
+        assert manager.refresh("hotline", offloader=offloader) is False
+        assert manager.status("hotline").last_update == "unchanged"
+
+        feed_file.write_text("\x00 garbage \x00\n")  # a broken update: refused, the list stays
+        with pytest.raises(FeedError, match="hotline"):
+            manager.refresh("hotline", offloader=offloader)
+        assert manager.status("hotline").entries == 2 and manager.status("hotline").consecutive_failures == 1
+
+    # the last-known-good the child saved is what a restart loads
+    with FeedManager(config.feeds, config.state_dir) as restarted:
+        restarted.load_last_known_good()
+        assert restarted.status("hotline").entries == 2

@@ -210,7 +210,7 @@ class UrlWarden:
             self._feed_task = self._feed_loop = None
         if self.feeds is None:
             return
-        self._feed_loop = FeedLoop(self.feeds, self._feeds_changed, self.metrics)
+        self._feed_loop = FeedLoop(self.feeds, self._feeds_changed, self.metrics, offloader=self._offloader)
         self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop.run())
 
     async def _feeds_changed(self) -> None:

@@ -1,8 +1,9 @@
 """Keeps feeds fresh in the background of a running proxy, off its event loop.
 
-`FeedLoop.run` is one asyncio task: it refreshes each feed when it is due (downloads and parsing
-run in a worker thread, so no request ever waits on them), calls `on_change` when a feed
-published a new list (the addon then rebuilds its snapshot aside and swaps it in), reports
+`FeedLoop.run` is one asyncio task: it refreshes each feed when it is due (downloads and
+parsing run in a child process given an offloader, else in a worker thread: no request waits
+on them), calls `on_change` when a feed published a new list (the addon then rebuilds its
+snapshot aside and swaps it in), reports
 failures and staleness in the log and the metrics, and sleeps until the next feed is due.
 A failed update changes nothing but the feed's status: blocking continues with the list it has.
 """
@@ -13,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .errors import FeedError
 from .feeds.manager import FeedManager
@@ -28,8 +30,9 @@ MAX_SLEEP = 60.0
 
 class FeedLoop:
     def __init__(self, manager: FeedManager, on_change: Callable[[], Awaitable[None]], metrics: Metrics,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, offloader: Any = None):
         self.manager = manager
+        self.offloader = offloader  # refreshes run in a child process (see urlwarden.offload)
         self.on_change = on_change
         self.metrics = metrics
         self.clock = clock
@@ -56,7 +59,7 @@ class FeedLoop:
 
     async def _refresh(self, name: str) -> None:
         try:
-            changed = await asyncio.to_thread(self.manager.refresh, name)
+            changed = await asyncio.to_thread(self.manager.refresh, name, offloader=self.offloader)
         except FeedError as exc:
             self.metrics.list_update_failed(name)
             log.warning("feed %s: update failed, the current list stays: %s", name, exc,

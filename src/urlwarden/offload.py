@@ -11,7 +11,7 @@ clients keep the CPU they need while it works.
 Usage (blocking; the addon calls it through ``asyncio.to_thread``)::
 
     offloader = Offloader()
-    state = offloader.run("load_state", config, feed_lists)   # or "rebuild", see JOBS
+    state = offloader.run("load_state", config, feed_lists)   # or another of JOBS
     offloader.stop()                                           # at shutdown: kills a running child
 
 Errors: a job's own `UrlwardenError` (a bad list) is raised here as it was raised in the child.
@@ -51,12 +51,14 @@ PARENT_CHECK_SECONDS = 1.0
 
 def _jobs() -> dict:
     from . import engine  # imported here: `engine` pulls in the feeds package, needless for `snapfile`
+    from .feeds import manager
 
-    return {"load_state": engine.load_state, "rebuild": engine.rebuild}
+    return {"load_state": engine.load_state, "rebuild": engine.rebuild, "feed_update": manager.prepare_update}
 
 
-JOBS = ("load_state", "rebuild")
-"""What a child can be asked to run: `engine.load_state` and `engine.rebuild`."""
+JOBS = ("load_state", "rebuild", "feed_update")
+"""What a child can be asked to run: `engine.load_state`, `engine.rebuild` and
+`feeds.manager.prepare_update` (a feed's fetch, parse, validation and last-known-good save)."""
 
 
 def run_job(job: str, *args: Any) -> Any:

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from urlwarden.errors import FeedError
+from urlwarden.errors import FeedError, UrlwardenError
 from urlwarden.feeds import FeedAdapter, FeedPayload, FeedVersion, make_adapter
 from urlwarden.feeds.payload import (
     DIFF_FORMATS,
@@ -244,6 +244,23 @@ class _Outcome:
     parsed: ParsedList | None = None  # None: nothing new to publish
     checksum: str | None = None
     note: str | None = None
+    saved: tuple[bool, str | None, tuple[str, ...]] | None = None  # (lkg_saved, lkg_path, notes) by `_prepare`
+
+
+def prepare_update(spec: FeedSpec, state_dir: str, state: _State, force: bool) -> _Outcome:
+    """Everything `FeedManager.refresh` does before publishing, by a manager of its own: the job
+    a child process runs for `refresh(..., offloader=...)` (see `urlwarden.offload`)."""
+    with FeedManager([spec], state_dir) as manager:
+        return manager._prepare(spec, state, force)
+
+
+def _prepare_offloaded(offloader: Any, spec: FeedSpec, state_dir: str, state: _State, force: bool) -> _Outcome:
+    try:
+        return offloader.run("feed_update", spec, state_dir, state, force)
+    except FeedError:
+        raise
+    except UrlwardenError as exc:  # the child process died or could not be given its work
+        raise FeedError(f"feed {spec.name!r}: {exc}") from None
 
 
 class FeedManager:
@@ -413,18 +430,25 @@ class FeedManager:
                 restored.append(stored.parsed)
         return restored
 
-    def refresh(self, name: str, *, force: bool | None = None) -> bool:
+    def refresh(self, name: str, *, force: bool | None = None, offloader: Any = None) -> bool:
         """Fetch, verify, validate and publish feed `name`; True when a new list was published.
 
         `force` overrides the spec's ``force`` for this update. On failure the current list
         stays, the status records the error and the backoff, and `FeedError` is raised.
+        With an `offloader` (`urlwarden.offload.Offloader`) the work up to publishing (fetch,
+        parse, validate, save the last-known-good) runs in a child process, so a running proxy
+        never waits for it; only the publishing happens here.
         """
         spec = self.spec(name)
         with self._refreshing[name]:
             state = self._states[name]
             started = self._clock()
+            force = spec.force if force is None else force
             try:
-                outcome = self._update(spec, state, spec.force if force is None else force)
+                if offloader is None:
+                    outcome = self._prepare(spec, state, force)
+                else:
+                    outcome = _prepare_offloaded(offloader, spec, self._store.state_dir, state, force)
             except FeedError as exc:
                 self._fail(name, state, started, str(exc))
                 raise
@@ -498,7 +522,11 @@ class FeedManager:
             new = replace(new, parsed=outcome.parsed, checksum=outcome.checksum)
         if new.parsed is not None:  # obtained or confirmed by the source just now
             new = replace(new, source=self._adapters[name].source)
-        if outcome.parsed is not None or not state.lkg_saved:
+        if outcome.saved is not None:  # saved by `_prepare`
+            lkg_saved, lkg_path, save_notes = outcome.saved
+            notes.extend(save_notes)
+            new = replace(new, lkg_saved=lkg_saved, lkg_path=lkg_path if lkg_saved else new.lkg_path)
+        elif outcome.parsed is not None or not state.lkg_saved:
             new = self._save(spec, new, notes)
         elif outcome.kind == "unchanged" and new.lkg_path is not None:
             try:  # keep the new validators for the next start; the list file is untouched
@@ -549,6 +577,16 @@ class FeedManager:
         if spec.format not in DIFF_FORMATS:
             return replace(state.version, serial=None)  # never ask for a diff we cannot apply
         return state.version
+
+    def _prepare(self, spec: FeedSpec, state: _State, force: bool) -> _Outcome:
+        """`_update`, and a new list saved as the last-known-good: all the work before publishing."""
+        outcome = self._update(spec, state, force)
+        if outcome.parsed is None:
+            return outcome
+        notes: list[str] = []
+        saved = self._save(spec, replace(state, parsed=outcome.parsed, checksum=outcome.checksum,
+                                         version=outcome.version, last_success=self._clock()), notes)
+        return replace(outcome, saved=(saved.lkg_saved, saved.lkg_path, tuple(notes)))
 
     def _update(self, spec: FeedSpec, state: _State, force: bool) -> _Outcome:
         adapter = self._adapters[spec.name]
@@ -668,7 +706,7 @@ class FeedManager:
 
 def _same_content(a: ParsedList, b: ParsedList) -> bool:
     return (
-        a.digests == b.digests
+        memoryview(a.digests) == memoryview(b.digests)  # (either may be mapped: see urlwarden.snapfile)
         and a.host_keys == b.host_keys
         and a.ids == b.ids
         and a.categories == b.categories
