@@ -633,6 +633,8 @@ def _window(samples: list[tuple[float, float]], start: float, end: float) -> dic
         "p99": lats[min(len(lats) - 1, int(len(lats) * 0.99))],
         "max": lats[-1],
         "longest_gap": max(b - a for a, b in zip(times, times[1:])),
+        # the slowest requests, as (seconds from the window's start to the answer, latency)
+        "slowest": sorted(((t - start, lat) for t, lat in inside), key=lambda x: -x[1])[:5],
     }
 
 
@@ -709,8 +711,12 @@ def bench_reload(rig: Rig, args) -> dict:
             continue
         log(f"  {name:<8} {w['seconds']:>8.1f} {w['requests']:>9} {w['rps']:>7.1f} {_ms(w['p50']):>8} {_ms(w['p99']):>8}"
             f" {_ms(w['max']):>8} {_ms(w['longest_gap']):>15}")
+    for name in ("before", "during"):
+        slowest = ", ".join(f"{_ms(lat)} ms at {at:.2f} s" for at, lat in result[name].get("slowest", ()))
+        log(f"  slowest {name}: {slowest}")
     stall = max(result["during"].get("max", 0), result["during"].get("longest_gap", 0))
-    log(f"  longest stall during the reload: {_ms(stall)} ms (aim <= {_ms(STALL_AIM)} ms)")
+    log(f"  longest stall during the reload: {_ms(stall)} ms (aim <= {_ms(STALL_AIM)} ms); the window runs "
+        f"{result['reload_seconds']:.1f} s from RELOADING=1, the swap is at its end")
     return result
 
 

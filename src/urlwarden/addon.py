@@ -132,7 +132,7 @@ class UrlWarden:
         if self.state is None or wanted != self._loaded_from:
             # (mitmproxy repeats configure, e.g. for script loading and for rollbacks: load once per change)
             try:
-                loaded = self._preloaded or load_all(*wanted, self.feeds, self._feeds_key)
+                loaded = self._preloaded or load_all(*wanted, self.feeds, self._feeds_key, self._offloader)
             except UrlwardenError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
             self._preloaded = None

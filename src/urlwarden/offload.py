@@ -45,6 +45,8 @@ __all__ = ["CHILD_NICENESS", "JOBS", "Offloader", "run_job"]
 CHILD_NICENESS = 10
 """Added to the child's nice value: the proxy keeps serving at full priority while it builds."""
 
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 PARENT_CHECK_SECONDS = 1.0
 """How often a child checks that the proxy that started it still runs (it exits if not)."""
 
@@ -114,7 +116,10 @@ class Offloader:
                 child.kill()  # only the children this object started, by their own handle
 
     def _start(self, request: str, reply: str) -> subprocess.Popen | None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        # This package's own directory first: under `mitmdump -s addons/urlwarden.py` the script's
+        # directory is on sys.path, and its urlwarden.py would shadow the package in the child.
+        path = [_PACKAGE_PARENT, *(p for p in sys.path if p and p != _PACKAGE_PARENT)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
         with self._lock:
             if self._stopped:
                 raise ListError("shutting down: the list builder is stopped")

@@ -25,8 +25,9 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
         mitmproxy_args: Sequence[str]) -> int:
     """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code."""
     from .addon import load_all
+    from .offload import Offloader
 
-    loaded = load_all(config_path or str(default_config_path()), list_specs, None, None)
+    loaded = load_all(config_path or str(default_config_path()), list_specs, None, None, Offloader())
     state = loaded[0]
     config = state.config
     host, port = listen or config.listen
