@@ -48,11 +48,8 @@ import hashlib
 import json
 import os
 import struct
-import sys
-from array import array
-from collections.abc import Iterator
 from itertools import islice
-from operator import itemgetter, lt
+from operator import lt
 from typing import NamedTuple
 
 from urlwarden.errors import ListError
@@ -70,7 +67,6 @@ MAX_COLUMN_BYTES_PER_ENTRY = 4 * 200 + 1
 UTF-8, plus the separator."""
 
 _HEADER = struct.Struct("<8sIIQQQQQ32s32s")
-_DIGEST_RECORD = struct.Struct(f"{DIGEST_SIZE}s")
 HEADER_SIZE = _HEADER.size  # 120
 _CHECKED_HEADER = HEADER_SIZE - 32  # the file checksum covers the header up to itself
 _HOST_KEYS, _IDS, _CATEGORIES = 1, 2, 4

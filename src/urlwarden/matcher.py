@@ -31,7 +31,7 @@ Policy:
   the first list in the order given, whichever segment holds it.
 * Memory: per digest 8 bytes of key, 2 to 4 of filter (only without the fast path), and the
   other 24 bytes (merged segment) or nothing (a shared segment uses the list's own blob); per
-  host key 2 to 4 bytes of filter (the keys themselves are the lists' own sets); ids and
+  host key 2 to 4 bytes of filter (the keys themselves are the lists' own `HostKeys`); ids and
   categories only when a list has them.
 * A `Snapshot` never changes after `build`; lookups take no lock. A refresh builds a new one
   aside and the caller swaps it in with one assignment.
@@ -51,7 +51,6 @@ import enum
 import hashlib
 import mmap
 import struct
-import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence

@@ -45,6 +45,18 @@ __all__ = ["CHILD_NICENESS", "JOBS", "Offloader", "run_job"]
 CHILD_NICENESS = 10
 """Added to the child's nice value: the proxy keeps serving at full priority while it builds."""
 
+
+
+def _nice_prefix() -> tuple[str, ...]:
+    nice = shutil.which("nice")
+    return (nice, "-n", str(CHILD_NICENESS)) if nice else ()
+
+
+_NICE = _nice_prefix()
+"""The child starts through nice(1) where there is one, so that even its start-up (interpreter and
+imports, a few hundred ms of CPU) yields to the proxy; otherwise `main` lowers its priority."""
+_CANNOT_EXECUTE = (126, 127)  # nice(1)'s exit status when the interpreter is missing or not executable
+
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PARENT_CHECK_SECONDS = 1.0
@@ -97,6 +109,9 @@ class Offloader:
             finally:
                 with self._lock:
                     self._children.discard(child)
+            if _NICE and child.returncode in _CANNOT_EXECUTE and not os.path.exists(reply):
+                self._report_fallback(_last_line(stderr))
+                return run_job(job, *args)
             if child.returncode != 0 or not os.path.exists(reply):
                 raise ListError(f"the list builder process failed ({_describe_exit(child.returncode)}): "
                                 f"{_last_line(stderr)}")
@@ -125,17 +140,20 @@ class Offloader:
                 raise ListError("shutting down: the list builder is stopped")
             try:
                 child = subprocess.Popen(
-                    [sys.executable, "-m", "urlwarden.offload", request, reply, str(os.getpid())],
+                    [*_NICE, sys.executable, "-m", "urlwarden.offload", request, reply, str(os.getpid())],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                 )
             except OSError as exc:
-                if not self._fallback_reported:
-                    self._fallback_reported = True
-                    log.warning("cannot start a list builder process (%s); lists are built in the proxy "
-                                "process, which stalls requests while a large list is swapped in", exc)
+                self._report_fallback(str(exc))
                 return None
             self._children.add(child)
             return child
+
+    def _report_fallback(self, reason: str) -> None:
+        if not self._fallback_reported:
+            self._fallback_reported = True
+            log.warning("cannot start a list builder process (%s); lists are built in the proxy "
+                        "process, which stalls requests while a large list is swapped in", reason)
 
 
 def _describe_exit(code: int) -> str:
@@ -158,10 +176,11 @@ def _exit_with_parent(parent: int) -> None:
 def main(argv: list[str]) -> int:
     request, reply, parent = argv
     threading.Thread(target=_exit_with_parent, args=(int(parent),), daemon=True).start()
-    try:
-        os.nice(CHILD_NICENESS)
-    except OSError:
-        pass
+    if not _NICE:
+        try:
+            os.nice(CHILD_NICENESS)
+        except OSError:
+            pass
     job, args = snapfile.load(request)
     try:
         outcome = ("ok", run_job(job, *args))
