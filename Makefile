@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Benchmarks print figures (docs/performance*.md); they are not tests and CI does not run them.
-# bench-proxy needs root and wrk, nginx, haproxy, squid from Debian (benchmarks/README.md).
+# bench-proxy needs root and wrk, nginx, haproxy, squid, valgrind from Debian (benchmarks/README.md).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_matcher.py
 	$(BIN)/python benchmarks/bench_coldstart.py --runs 3
@@ -30,6 +30,8 @@ bench: $(STAMP)
 bench-proxy: $(STAMP)
 	$(BIN)/python benchmarks/bench_proxy.py
 	$(BIN)/python benchmarks/bench_reload_stall.py
+	$(BIN)/python benchmarks/bench_reload_stall.py --feed
+	$(BIN)/python benchmarks/bench_instructions.py
 	$(BIN)/python benchmarks/bench_squid.py
 
 clean:

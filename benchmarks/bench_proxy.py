@@ -382,10 +382,32 @@ def _seconds(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+WRK_CPUS: set[int] | None = None  # --pin: the CPUs wrk runs on
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Bind process `pid` and all its threads (and, through them, what they start) to `cpus`."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), cpus)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (nginx: master and worker)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        for task in os.listdir(f"/proc/{current}/task"):
+            with contextlib.suppress(OSError):
+                queue.extend(int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split())
+    return found
+
+
 def wrk(lua: Path, proxy_port: int, url: str, host: str, connections: int, duration: int) -> WrkResult:
     argv = ["wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{duration}s", "--timeout", f"{WRK_TIMEOUT}s",
             "--latency", "-s", str(lua), f"http://127.0.0.1:{proxy_port}/", "--", url, host]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    pinned = (lambda: os.sched_setaffinity(0, WRK_CPUS)) if WRK_CPUS else None
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, preexec_fn=pinned)
     out = done.stdout
     if done.returncode != 0 or "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed ({done.returncode}): {out}{done.stderr}")
@@ -414,6 +436,16 @@ def bench_http(rig: Rig, args) -> dict:
     url = f"http://{origin}:{rig.nginx.http_port}{ORIGIN_PATH}"
     host = f"{origin}:{rig.nginx.http_port}"
     targets = {"bare": rig.bare, "urlwarden": rig.urlwarden}
+    global WRK_CPUS
+    everything = os.sched_getaffinity(0)
+    if args.pin:  # the proxy measured on one CPU, its load (wrk, nginx) on the other, the same every run
+        proxy_cpu, load_cpu = max(everything), min(everything)
+        for proxy in targets.values():
+            pin(proxy.process.pid, {proxy_cpu})
+        for pid in process_tree(rig.nginx.process.pid):
+            pin(pid, {load_cpu})
+        WRK_CPUS = {load_cpu}
+        log(f"  pinned: proxies on CPU {proxy_cpu}, wrk and nginx on CPU {load_cpu}")
     for proxy in targets.values():
         wrk(rig.lua, proxy.port, url, host, args.connections, WARMUP)
     runs: list[dict] = []
@@ -467,6 +499,11 @@ def bench_http(rig: Rig, args) -> dict:
         f"(per round {', '.join(_ms(x) for x in added_c1)}; aim <= 1 ms); "
         f"bare {_ms(summary['bare_p50_c1'])} ms, urlwarden {_ms(summary['urlwarden_p50_c1'])} ms")
     log(f"  added p50 at c{c} (queueing included): median {_ms(summary['added_p50_load_median'])} ms")
+    if args.pin:  # the other sections run unpinned
+        for pid in [p.process.pid for p in targets.values()] + process_tree(rig.nginx.process.pid):
+            pin(pid, everything)
+        WRK_CPUS = None
+    summary["pinned"] = bool(args.pin)
     return {"runs": runs, "summary": summary}
 
 
@@ -826,6 +863,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--origin", choices=("ip", "name"), default="ip",
                         help=f"http section: address nginx as 127.0.0.1 (default) or as {ORIGIN_NAME}")
     parser.add_argument("--quick", action="store_true", help="100k entries, 2 rounds, short runs (a smoke run)")
+    parser.add_argument("--pin", action="store_true",
+                        help="http section: proxies on one CPU, wrk and nginx on another (needs 2 CPUs)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = parser.parse_args(argv)
     if args.quick:

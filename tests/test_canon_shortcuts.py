@@ -56,13 +56,32 @@ def test_parse_shortcut_equals_the_pipeline(url):
     assert shortcut(url) == pipeline(url)
 
 
+octet = st.integers(0, 255).map(str) | st.sampled_from(["00", "01", "007", "256", "999", "0x7f", "0X1", ""])
+addresses = st.builds(
+    lambda scheme, parts, tail: scheme + ".".join(parts) + tail,
+    st.sampled_from(["", "http://", "HTTPS://", "//", "x://"]),
+    st.lists(octet, min_size=1, max_size=5),
+    st.sampled_from(["", "/", ":80/", ":/x", "?q", "#f", ".", "./", ".x/", "@h/", "\t/", "%2e/", "/a b"]),
+)
+
+
 @settings(max_examples=3000, deadline=None)
-@given(text | simple)
+@given(text | simple | addresses)
 @example("abc:/\t/listed.test/")
+@example("http://127.0.0.1:8080/x")
+@example("http://1.2.3.4./")
+@example("http://01.2.3.4/")
 def test_fast_host_is_the_pipeline_host_or_none(url):
     host = canon.fast_host(url)
     if host is not None:
         assert pipeline(url).host == host
+
+
+@given(st.lists(st.integers(0, 255), min_size=4, max_size=4), st.sampled_from(["", "http://", "HTTP://"]),
+       st.sampled_from(["", ":80", ":"]), st.sampled_from(["", "/", "/x?y", "?q", "#f"]))
+def test_fast_host_reads_dotted_decimal_addresses(octets, scheme, port, rest):
+    address = ".".join(map(str, octets))
+    assert canon.fast_host(scheme + address + port + rest) == address == pipeline(scheme + address + port + rest).host
 
 
 def old_host_suffixes(host: str) -> list[str]:

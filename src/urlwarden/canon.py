@@ -124,6 +124,12 @@ _NAME_PART = (
 )
 _FAST_HOST = re.compile(_SCHEME_PART + _NAME_PART + r"(?=[/?#]|\Z)")
 """`fast_host`: scheme, name and port, then "/", "?", "#" or the end."""
+_DECIMAL_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255, no leading zero
+_FAST_IPV4 = re.compile(
+    _SCHEME_PART + r"((?:" + _DECIMAL_OCTET + r"\.){3}" + _DECIMAL_OCTET + r")(?::[0-9]*)?(?=[/?#]|\Z)"
+)
+"""`fast_host`: an IPv4 address already in canonical dotted-decimal form (proxies are often
+addressed to one, e.g. an origin by IP); other encodings (octal, hex, fewer parts) decline."""
 _SIMPLE_URL = re.compile(
     _SCHEME_PART
     + _NAME_PART
@@ -262,14 +268,19 @@ def lookup_paths(cu: CanonicalURL, max_prefixes: int = MAX_PATH_PREFIXES) -> lis
 def fast_host(url: str) -> str | None:
     """The canonical host of `url` when it can be read off without full canonicalization, else None.
 
-    Covers the common case: an optional scheme, an ASCII name of letters, digits, hyphens and
-    single dots (one trailing dot allowed), an optional port, then "/", "?", "#" or the end, and
-    no tab, CR or LF anywhere (they are removed before parsing, so they could join a scheme).
-    Numeric-looking last labels (possible IPv4 encodings), escapes, userinfo, leading whitespace
-    and non-ASCII all return None. When a host is returned, ``parse(url).host`` equals it.
+    Covers the common cases: an optional scheme, an ASCII name of letters, digits, hyphens and
+    single dots (one trailing dot allowed), or an IPv4 address in canonical dotted-decimal form,
+    an optional port, then "/", "?", "#" or the end, and no tab, CR or LF anywhere (they are
+    removed before parsing, so they could join a scheme). Other numeric-looking last labels
+    (possible IPv4 encodings), escapes, userinfo, leading whitespace and non-ASCII all return
+    None. When a host is returned, ``parse(url).host`` equals it.
     """
     m = _FAST_HOST.match(url)
-    if m is None or "\t" in url or "\n" in url or "\r" in url:
+    if m is None:
+        m = _FAST_IPV4.match(url)
+        if m is None:
+            return None
+    if "\t" in url or "\n" in url or "\r" in url:
         return None
     return m.group(2).lower()
 

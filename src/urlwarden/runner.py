@@ -12,6 +12,7 @@ its info level it prints every client address and host name it relays. Pass
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -75,6 +76,14 @@ class Banner:
                      f"(clients install it from http://mitm.it through the proxy; see docs/home.md)")
         # stderr: stdout carries the JSON log lines, which log shippers parse one by one
         print("\n".join(lines), file=sys.stderr, flush=True)
+        # Its work is done: leave the addon chain, which mitmproxy walks for every event of every
+        # request (after the current `running` round, which is iterating over the chain now).
+        asyncio.get_running_loop().call_soon(_remove_addon, ctx.master.addons, self)
+
+
+def _remove_addon(addons, addon) -> None:
+    if addon in addons.chain:
+        addons.remove(addon)
 
 
 def _listen_addresses(ctx) -> list[tuple[str, int]]:
