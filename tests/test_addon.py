@@ -6,6 +6,7 @@ These sit beside the end-to-end tests in test_proxy_e2e.py, which drive a real m
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 from mitmproxy import connection, exceptions
@@ -14,7 +15,7 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData
 
-from urlwarden.addon import UrlWarden
+from urlwarden.addon import GIL_SWITCH_INTERVAL, UrlWarden
 
 LIST = "listed.test/\npaths.test/folder/\n"
 
@@ -199,3 +200,15 @@ def test_oversized_requests_are_answered_before_any_decision(addon_ctx, path_len
         f.request.headers.add(f"x-h{i}", "v")
     addon.requestheaders(f)
     assert (f.response.status_code if f.response else None) == status
+
+
+def test_running_shortens_the_gil_switch_interval(addon_ctx):
+    addon, _ = addon_ctx
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)  # CPython's default
+        addon.running()
+        assert sys.getswitchinterval() <= GIL_SWITCH_INTERVAL < 0.005
+    finally:
+        addon.done()
+        sys.setswitchinterval(before)
