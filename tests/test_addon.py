@@ -15,7 +15,8 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData
 
-from urlwarden.addon import GIL_SWITCH_INTERVAL, UrlWarden
+from urlwarden.addon import UrlWarden
+from urlwarden.offload import GIL_SWITCH_INTERVAL
 
 LIST = "listed.test/\npaths.test/folder/\n"
 

@@ -30,7 +30,6 @@ import asyncio
 import gc
 import logging
 import signal
-import sys
 import time
 from collections.abc import Sequence
 
@@ -57,7 +56,7 @@ from .errors import UrlwardenError
 from .lists import parse_list_spec
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
-from .offload import Offloader
+from .offload import Offloader, shorten_gil_switch_interval
 
 log = logging.getLogger("urlwarden")
 startup_log = logging.getLogger("mitmproxy.urlwarden")  # reaches mitmproxy's start-up error check
@@ -69,8 +68,6 @@ MAX_HEADER_BYTES = 64 * 1024
 """Request headers larger than this in all are refused with 431; mitmproxy itself sets no limit."""
 MAX_HEADER_COUNT = 200
 """More request header fields than this are refused with 431."""
-GIL_SWITCH_INTERVAL = 0.0005
-"""Seconds a thread may hold the GIL while another waits for it (CPython's default: 0.005)."""
 NOT_READY_BODY = b"urlwarden is starting: a required list is not loaded yet, so nothing is let through.\n"
 ERROR_STATUS = 503
 ERROR_BODY = b"urlwarden could not check this request, so it was not sent (on_error: block).\n"
@@ -186,10 +183,7 @@ class UrlWarden:
 
     def running(self) -> None:
         self._running = True
-        # Background threads (a reload reading its configuration, a feed download, the admin
-        # listener) hold the GIL for up to the switch interval whenever the event loop gives it
-        # up for I/O; at CPython's default 5 ms, a request needing it a few times waited 20-30 ms.
-        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL))
+        shorten_gil_switch_interval()
         self._restart_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
         try:

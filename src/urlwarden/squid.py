@@ -96,10 +96,11 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 from . import blockpage, canon, logs
 from .config import Config, load_config
-from .engine import State, host_severity, load_state, open_feeds, request_verdict, with_feed_lists
+from .engine import State, host_severity, open_feeds, request_verdict
 from .errors import ConfigError, FeedError, UrlwardenError
 from .feeds.manager import FeedManager
 from .matcher import HostStatus, Verdict
+from .offload import Offloader, shorten_gil_switch_interval
 from .admin import BoundedHTTPServer, HeadTooLarge, read_head
 
 __all__ = [
@@ -329,6 +330,9 @@ class SquidHelper:
         self.config_path = config.source if Path(config.source).is_file() else None
         self.feeds: FeedManager | None = None
         self._feeds_key = None
+        # lists are parsed and compiled in a child process (urlwarden.offload): while one is
+        # rebuilt, this helper keeps answering Squid at full speed
+        self._offloader = Offloader()
         self.state = self._load(config)
         self._loaded_stamps = self._seen_stamps = self._file_stamps(config)
         self._lkg_stamps = self._feed_file_stamps()
@@ -348,7 +352,7 @@ class SquidHelper:
         current = None if fresh_feeds else self.feeds
         manager, key = open_feeds(config, current, self._feeds_key if current else None)
         try:
-            state = load_state(config, manager.lists() if manager else ())
+            state = self._offloader.run("load_state", config, tuple(manager.lists()) if manager else ())
         except BaseException:
             if manager is not None and manager is not self.feeds:
                 manager.close()
@@ -480,9 +484,16 @@ class SquidHelper:
             log.error("squid-helper: feeds not reloaded from last-known-good: %s", exc)
             self._lkg_stamps = self._feed_file_stamps()
             return
+        try:
+            state = self._rebuild(manager)
+        except UrlwardenError as exc:
+            log.error("squid-helper: feeds not reloaded from last-known-good: %s", exc)
+            manager.close()
+            self._lkg_stamps = self._feed_file_stamps()  # not again until the files change again
+            return
         old, self.feeds, self._feeds_key = self.feeds, manager, key
         self._lkg_stamps = self._feed_file_stamps()
-        self.state = with_feed_lists(self.state, manager.lists())
+        self.state = state
         self._unavailable = tuple(manager.unavailable_required())
         if old is not None:
             old.close()
@@ -492,7 +503,7 @@ class SquidHelper:
         manager, changed = self.feeds, False
         for name in names:
             try:
-                changed = manager.refresh(name) or changed
+                changed = manager.refresh(name, offloader=self._offloader) or changed
             except FeedError as exc:
                 log.warning("squid-helper: feed %s: update failed, the current list stays: %s", name, exc,
                             extra={"event": {"event": "feed_update_failed", "feed": name}})
@@ -500,9 +511,18 @@ class SquidHelper:
             status = manager.status(name)
             log.info("squid-helper: feed %s: %s, %d entries", name, status.last_update, status.entries)
         if changed and manager is self.feeds:
-            self.state = with_feed_lists(self.state, manager.lists())
+            try:
+                self.state = self._rebuild(manager)
+            except UrlwardenError as exc:
+                log.error("squid-helper: feed update not applied, the current lists stay: %s", exc)
+                return  # the stamps stay old: the next round picks the update up from disk
             self._unavailable = tuple(manager.unavailable_required())
         self._lkg_stamps = self._feed_file_stamps()
+
+    def _rebuild(self, manager: FeedManager) -> State:
+        """The state in force with these feeds' lists, compiled in a child process."""
+        state = self.state
+        return self._offloader.run("rebuild", state.config, state.static_block, state.allow, manager.lists())
 
     def _report_staleness(self) -> None:
         for status in self.feeds.statuses() if self.feeds else ():
@@ -547,6 +567,7 @@ class SquidHelper:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._offloader.stop()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(STOP_TIMEOUT)
         if self.feeds is not None:
@@ -670,6 +691,7 @@ def serve(config: Config, stdin_binary: BinaryIO, stdout_binary: BinaryIO) -> in
     and exits 2; Squid then reports the helper as crashing instead of running it unfiltered).
     """
     logs.configure_logging(config.logging.level, stream=sys.stderr)
+    shorten_gil_switch_interval()  # the background thread must not keep answers waiting
     helper = SquidHelper(config)
     with _signal_handler(signal.SIGHUP, lambda *_: helper.request_reload()):
         return helper.run(stdin_binary, stdout_binary)
