@@ -68,6 +68,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .netutil import is_loopback
 
 __all__ = [
     "AdminServer",
@@ -563,16 +564,7 @@ def _local_host_header(value: str | None) -> bool:
         host = host[1:].partition("]")[0]
     elif host.count(":") == 1:
         host = host.partition(":")[0]
-    return _is_loopback(host)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 class AdminServer:
@@ -600,7 +592,7 @@ class AdminServer:
     ) -> None:
         if token is not None and not _TOKEN_CHARS.match(token):
             raise ConfigError("admin token: must be 1 to 1024 printable ASCII characters without spaces")
-        if token is None and not _is_loopback(host):
+        if token is None and not is_loopback(host.strip("[]")):
             raise ConfigError(f"admin listener on {host}: a token is required off loopback")
         self.host = host.strip("[]")
         self.requested_port = port

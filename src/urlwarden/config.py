@@ -26,6 +26,7 @@ from .feeds import make_adapter
 from .feeds.manager import FeedSpec
 from .feeds.payload import load_public_key
 from .lists import ListSpec, make_spec
+from .netutil import is_loopback
 
 __all__ = [
     "AccessConfig", "AdminConfig", "Config", "HttpsPolicy", "ListConfig", "LoggingConfig",
@@ -298,7 +299,7 @@ class _Reader:
                 self.fail(fields["token_file"], "admin.token_file", f"{path} is empty")
         if token and (len(token) > 1024 or not token.isascii() or not token.isprintable() or " " in token):
             self.fail(node, "admin", "the token must be printable ASCII without spaces, at most 1024 characters")
-        if listen is not None and token is None and not _is_loopback(listen[0]):
+        if listen is not None and token is None and not is_loopback(listen[0]):
             self.fail(fields["listen"], "admin.listen", "a token (token_env or token_file) is required off loopback")
         if "pac_proxy" in fields:
             pac_proxy = self.scalar(fields["pac_proxy"], "admin.pac_proxy", str, expected="HOST:PORT")
@@ -475,15 +476,6 @@ def _seconds(value: int | str) -> float | None:
     if len(text) >= 2 and text[:-1].isdigit() and text[-1] in _DURATION_UNITS and int(text[:-1]) > 0:
         return float(int(text[:-1]) * _DURATION_UNITS[text[-1]])
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_list_name(text: str) -> bool:

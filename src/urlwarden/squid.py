@@ -100,6 +100,7 @@ from .engine import State, host_severity, open_feeds, request_verdict
 from .errors import ConfigError, FeedError, UrlwardenError
 from .feeds.manager import FeedManager
 from .matcher import HostStatus, Verdict
+from .netutil import is_loopback
 from .offload import Offloader, shorten_gil_switch_interval
 from .admin import BoundedHTTPServer, HeadTooLarge, read_head
 
@@ -924,7 +925,7 @@ def serve_blockpage(config: Config, listen: tuple[str, int]) -> int:
     logs.configure_logging(config.logging.level)
     server = BlockpageServer(config, listen[0], listen[1])
     server.start()
-    if not _is_loopback(server.host):
+    if not is_loopback(server.host):
         log.warning("blockpage-server: listening on %s, not loopback: every client that can reach it can "
                     "fetch block pages (they show no URL)", server.host)
     log.info("blockpage-server: serving http://%s:%d%s?ref=LIST:ENTRY", server.host, server.port, BLOCKED_PATH)
@@ -938,14 +939,3 @@ def serve_blockpage(config: Config, listen: tuple[str, int]) -> int:
         finally:
             server.stop()
     return 0
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

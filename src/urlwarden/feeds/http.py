@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import ipaddress
 import math
 import os
 import random
@@ -55,6 +54,7 @@ import requests.exceptions
 
 from urlwarden import __version__
 from urlwarden.errors import FeedError
+from urlwarden.netutil import is_loopback
 from urlwarden.feeds import FeedAdapter, FeedPayload, FeedVersion
 
 __all__ = [
@@ -454,7 +454,7 @@ class HttpAdapter(FeedAdapter):
             raise self.error(f"option {option!r}: credentials in the URL are not allowed (use auth options)")
         if parts.scheme not in ("http", "https") or not host:
             raise self.error(f"option {option!r}: {_display_url(url)!r} is not an http(s) URL with a host")
-        if parts.scheme == "http" and not _is_loopback(host):
+        if parts.scheme == "http" and not is_loopback(host):  # (hostname is lower case)
             raise self.error(f"option {option!r}: https is required ({_display_url(url)!r} is not loopback)")
         return url
 
@@ -584,15 +584,6 @@ class HttpAdapter(FeedAdapter):
 
 def _is_token(value: object) -> bool:
     return isinstance(value, str) and _TOKEN_CHARS.match(value) is not None
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _display_url(url: str) -> str:
