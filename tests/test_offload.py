@@ -142,7 +142,8 @@ def test_a_rebuild_in_a_child_uses_the_mapped_lists_of_the_previous_one(tmp_path
     assert type(first.static_block[0].digests).__name__ == "mmap"
     feed = parse_text("feed.test/\n", ListSpec("feed:hotline", "plain", "hotline"))
     second = offloader.run("rebuild", first.config, first.static_block, first.allow, (feed,))
-    expected = rebuild(config, load_state(config).static_block, load_state(config).allow, (feed,))
+    parsed = load_state(config)
+    expected = rebuild(config, parsed.static_block, parsed.allow, (feed,))
     assert outcomes(second) == outcomes(expected)
     assert second.snapshot.match("http://feed.test/").blocked
 

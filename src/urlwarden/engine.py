@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .config import Config, HttpsPolicy
 from .feeds.manager import FeedManager
@@ -18,7 +18,7 @@ from .lists import ParsedList, load_list
 from .matcher import HostStatus, Snapshot, Verdict, build
 
 __all__ = ["State", "TlsAction", "host_severity", "load_state", "rebuild", "request_verdict", "tls_action",
-           "tls_decision", "url_for", "with_feed_lists", "open_feeds"]
+           "tls_decision", "url_for", "open_feeds"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def load_state(config: Config, feed_lists: Iterable[ParsedList] = ()) -> State:
     """
     static = tuple(load_list(lc.spec) for lc in config.static_lists)
     allow = tuple(load_list(lc.spec) for lc in config.allow)
-    return State(config=config, snapshot=build(static + tuple(feed_lists), allow), static_block=static, allow=allow)
+    return rebuild(config, static, allow, feed_lists)
 
 
 FeedsKey = tuple  # (feed specs, state dir): a FeedManager is kept across reloads while this is unchanged
@@ -68,15 +68,12 @@ def open_feeds(config: Config, current: FeedManager | None, current_key: FeedsKe
     return manager, key
 
 
-def with_feed_lists(state: State, feed_lists: Iterable[ParsedList]) -> State:
-    """`state` with a new snapshot over its static lists and these feed lists (after a feed update)."""
-    return replace(state, snapshot=build(state.static_block + tuple(feed_lists), state.allow))
-
-
 def rebuild(config: Config, static_block: tuple[ParsedList, ...], allow: tuple[ParsedList, ...],
             feed_lists: Iterable[ParsedList]) -> State:
-    """`with_feed_lists` from a state's parts (what `urlwarden.offload` sends a child process)."""
-    return with_feed_lists(State(config, Snapshot.empty(), static_block, allow), feed_lists)
+    """A state compiled from parsed static lists and feed lists: after a feed update, it is called
+    with the parts of the state in force (what `urlwarden.offload` sends a child process)."""
+    return State(config=config, snapshot=build(static_block + tuple(feed_lists), allow),
+                 static_block=static_block, allow=allow)
 
 
 def url_for(scheme: str, name: str, path: str) -> str:

@@ -123,7 +123,8 @@ class HostKeys:
         keys = set(keys)
         if any(len(key) != DIGEST_SIZE for key in keys):
             raise ValueError(f"a host key is not {DIGEST_SIZE} bytes")
-        self._adopt(b"".join(sorted(keys)))
+        blob = b"".join(sorted(keys))
+        self._set(blob, digest_prefixes(blob))
 
     @classmethod
     def from_sorted_blob(cls, blob: bytes) -> HostKeys:
@@ -135,13 +136,12 @@ class HostKeys:
     @classmethod
     def _restore(cls, blob, prefixes) -> HostKeys:
         keys = cls.__new__(cls)
-        object.__setattr__(keys, "blob", blob)  # bytes, or a read-only mapping of them (snapfile)
-        object.__setattr__(keys, "prefixes", prefixes)
+        keys._set(blob, prefixes)
         return keys
 
-    def _adopt(self, blob: bytes) -> None:
-        object.__setattr__(self, "blob", blob)
-        object.__setattr__(self, "prefixes", digest_prefixes(blob))
+    def _set(self, blob, prefixes) -> None:
+        object.__setattr__(self, "blob", blob)  # bytes, or a read-only mapping of them (snapfile)
+        object.__setattr__(self, "prefixes", prefixes)
 
     def __setattr__(self, name, value):
         raise AttributeError("HostKeys is immutable")

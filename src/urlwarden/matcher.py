@@ -178,6 +178,13 @@ class SnapshotStats:
     fast_path: bool  # False when some list has no host keys
 
 
+def _joined(key_arrays: Sequence[array]) -> array:
+    """The keys of several arrays in one (the only one itself: no copy)."""
+    if len(key_arrays) == 1:
+        return key_arrays[0]
+    return array("Q", b"".join(keys.tobytes() for keys in key_arrays))
+
+
 _PASS_ALL = (b"\xff", 61)
 """A `_bit_filter` value that every key passes (8 bits, all set)."""
 
@@ -303,8 +310,7 @@ class _Table:
         segments.sort(key=len, reverse=True)  # the largest first: it settles most hits
         self.segments = tuple(segments)
         if with_filter:
-            keys = segments[0].keys if len(segments) == 1 else array("Q", b"".join(s.keys.tobytes() for s in segments))
-            self.filter, self.filter_shift = _bit_filter(keys)
+            self.filter, self.filter_shift = _bit_filter(_joined([s.keys for s in segments]))
         else:
             self.filter, self.filter_shift = _PASS_ALL
         self.distinct = sum(len(s) for s in segments) - self._duplicates()
@@ -420,11 +426,8 @@ class _HostIndex:
 
     def __init__(self, lists: Sequence[ParsedList]):
         self.sets = tuple(pl.host_keys for pl in lists if pl.host_keys)
+        self.filter, self.shift = _bit_filter(_joined([keys.prefixes for keys in self.sets]))
         by_size = sorted(self.sets, key=len, reverse=True)
-        if len(by_size) == 1:
-            self.filter, self.shift = _bit_filter(by_size[0].prefixes)
-        else:
-            self.filter, self.shift = _bit_filter(array("Q", b"".join(keys.prefixes.tobytes() for keys in by_size)))
         # distinct host keys: the largest set, plus what each smaller one adds
         self.count = sum(
             len(keys) if n == 0 else sum(1 for key in keys if not any(key in other for other in by_size[:n]))
