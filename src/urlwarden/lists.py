@@ -40,7 +40,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,7 @@ __all__ = [
     "ParsedList",
     "digest",
     "digest_prefixes",
+    "find_digest",
     "load_list",
     "make_spec",
     "parse_list_spec",
@@ -148,14 +149,7 @@ class HostKeys:
 
     def find(self, prefix: int, key: bytes) -> bool:
         """Whether `key`, whose first 8 bytes read as a big-endian number are `prefix`, is here."""
-        prefixes, blob = self.prefixes, self.blob
-        i = bisect_left(prefixes, prefix)
-        while i < len(prefixes) and prefixes[i] == prefix:  # equal prefixes are rare
-            start = i * DIGEST_SIZE
-            if blob[start : start + DIGEST_SIZE] == key:
-                return True
-            i += 1
-        return False
+        return find_digest(self.prefixes, self.blob, DIGEST_SIZE, prefix, key) >= 0
 
     def __contains__(self, key: object) -> bool:
         return type(key) is bytes and len(key) == DIGEST_SIZE and self.find(_PREFIX.unpack_from(key)[0], key)
@@ -195,6 +189,24 @@ class HostKeys:
 
 
 _PREFIX = struct.Struct(">Q")
+
+
+def find_digest(prefixes: Sequence[int], blob: bytes, stride: int, prefix: int, value: bytes, skip: int = 0) -> int:
+    """Position ``i`` of the digest `value` in a sorted table, or -1. ``prefixes`` holds each digest's first
+    8 bytes as a number, ascending (`prefix` is `value`'s); ``blob[i*stride:]`` starts with
+    digest ``i`` without its first `skip` bytes (0: whole digests; 8: the part after the prefix)."""
+    i = bisect_left(prefixes, prefix)
+    count = len(prefixes)
+    if i >= count or prefixes[i] != prefix:
+        return -1  # the common case: not there
+    tail = value[skip:]
+    size = len(tail)
+    while i < count and prefixes[i] == prefix:  # equal prefixes (rare): compare the rest
+        start = i * stride
+        if blob[start : start + size] == tail:  # (a mapped blob has no startswith)
+            return i
+        i += 1
+    return -1
 
 
 def digest_prefixes(blob: bytes) -> array:

@@ -52,14 +52,13 @@ import hashlib
 import mmap
 import struct
 from array import array
-from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, islice, repeat
 from operator import and_, eq, itemgetter, lshift, lt, or_, rshift
 
 from urlwarden import canon
-from urlwarden.lists import DIGEST_SIZE, ParsedList, digest_prefixes
+from urlwarden.lists import DIGEST_SIZE, ParsedList, digest_prefixes, find_digest
 
 __all__ = [
     "ALLOW",
@@ -233,18 +232,7 @@ class _Segment:
 
     def find(self, key: int, value: bytes) -> int:
         """Position of the 32-byte digest `value` (whose first 8 bytes are `key`), or -1."""
-        keys, count = self.keys, self.count
-        i = bisect_left(keys, key)
-        if i >= count or keys[i] != key:
-            return -1
-        tail, blob, stride = value[self.skip :], self.blob, self.stride
-        size = len(tail)
-        while i < count and keys[i] == key:  # equal prefixes (rare): compare the rest
-            start = i * stride
-            if blob[start : start + size] == tail:  # (a mapped blob has no startswith)
-                return i
-            i += 1
-        return -1
+        return find_digest(self.keys, self.blob, self.stride, key, value, self.skip)
 
     def list_of(self, i: int) -> int:
         return self.sources[i] if self.sources is not None else self.first_list
