@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.connection import Client
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from . import blockpage, logs, sdnotify
@@ -54,6 +54,7 @@ from .feedloop import FeedLoop
 from .feeds.manager import FeedManager
 from .errors import UrlwardenError
 from .lists import parse_list_spec
+from .listenscope import ListenTooWide, plan_listen
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
 from .offload import Offloader, shorten_gil_switch_interval
@@ -78,10 +79,15 @@ class NotReady(Exception):
 
 
 class UrlWarden:
-    def __init__(self, preloaded: tuple[State, FeedManager | None, object] | None = None) -> None:
+    def __init__(self, preloaded: tuple[State, FeedManager | None, object] | None = None,
+                 listen: tuple[str, int] | None = None) -> None:
         self.state: State | None = None
         # `urlwarden run` loads and checks config, lists and feeds before mitmproxy starts
         self._preloaded = preloaded
+        # `urlwarden run --listen`: stands in for the configuration's listen
+        self._listen_override = listen
+        self._applied_listen: tuple[str | None, int | None] = (None, None)
+        self._start_refused: object = None  # what start-up was refused for (logged once)
         self.metrics = Metrics(mitmproxy_version=MITMPROXY_VERSION)
         self.started = time.time()
         self._error_kinds_logged: set[str] = set()
@@ -133,12 +139,55 @@ class UrlWarden:
         wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
         if self.state is None or wanted != self._loaded_from:
             # (mitmproxy repeats configure, e.g. for script loading and for rollbacks: load once per change)
+            if self._start_refused == wanted:
+                return  # already refused, and said so once
             try:
                 loaded = self._preloaded or load_all(*wanted, self.feeds, self._feeds_key, self._offloader)
             except UrlwardenError as exc:
+                if self.state is None and not proxy_running():  # start-up
+                    self._refuse_start(wanted, str(exc))
+                    return
                 raise exceptions.OptionsError(str(exc)) from None
             self._preloaded = None
             self._apply(*loaded, wanted)
+        if first or updated & {"listen_host", "listen_port", "mode"}:
+            self._enforce_listen()
+
+    def _refuse_start(self, reason: object, message: str) -> None:
+        """Stop start-up with one line, before the proxy binds. Logged, not raised: an
+        OptionsError raised at start-up meets mitmproxy's rollback, which calls configure again
+        (and again, while nothing is loaded), and a script error is printed with a traceback.
+        mitmproxy's start-up error check exits before any server starts."""
+        if self._start_refused is None:
+            startup_log.error("urlwarden: %s", message)
+        self._start_refused = reason
+
+    def _enforce_listen(self) -> None:
+        """Apply the configuration's listen where the user set none; refuse a wider one
+        (`urlwarden.listenscope`). Only before the proxy binds: later changes would not move it."""
+        state = self.state
+        if state is None or "listen_host" not in ctx.options or proxy_running():
+            return
+        configured = self._listen_override or state.config.listen
+        source = "urlwarden run --listen" if self._listen_override not in (None, state.config.listen) else state.config.source
+        options = ctx.options
+        applied_host, applied_port = self._applied_listen
+        user_host = options.listen_host if options.has_changed("listen_host") and options.listen_host != applied_host else None
+        user_port = options.listen_port if options.has_changed("listen_port") and options.listen_port != applied_port else None
+        try:
+            plan = plan_listen(configured, source, user_host, user_port, custom_mode_hosts(options.mode))
+        except ListenTooWide as exc:
+            self._refuse_start(("listen", str(exc)), str(exc))
+            # and should anything start the servers anyway, not on the wider address
+            plan = plan_listen(configured, source, None, user_port)
+        self._applied_listen = (plan.host if plan.host is not None else applied_host,
+                                plan.port if plan.port is not None else applied_port)
+        changes = {}
+        if plan.host is not None:
+            changes["listen_host"] = plan.host
+        if plan.port is not None:
+            changes["listen_port"] = plan.port
+        self._update_options(**changes)
 
     def _apply(self, state: State, feeds: FeedManager | None, feeds_key, loaded_from: tuple[str, tuple[str, ...]]) -> None:
         """Make `state` the one in force, and bring everything that follows from it in line."""
@@ -483,6 +532,26 @@ def settle_garbage_collector() -> None:
     reload drops them.
     """
     gc.freeze()
+
+
+def proxy_running() -> bool:
+    """Whether mitmproxy's proxy servers have started (they bind once, at start)."""
+    server = ctx.master.addons.get("proxyserver") if getattr(ctx, "master", None) else None
+    return bool(getattr(server, "is_running", False))
+
+
+def custom_mode_hosts(modes: Sequence[str]) -> list[tuple[str, str]]:
+    """``(spec, host)`` for each mode that names its own listen host (``regular@HOST:PORT``).
+    A spec mitmproxy cannot parse is left to mitmproxy, which refuses it."""
+    found = []
+    for spec in modes:
+        try:
+            mode = mode_specs.ProxyMode.parse(spec)
+        except ValueError:
+            continue
+        if mode.custom_listen_host is not None:
+            found.append((spec, mode.custom_listen_host))
+    return found
 
 
 def load_all(config_path: str, list_specs: Sequence[str], feeds: FeedManager | None, feeds_key,

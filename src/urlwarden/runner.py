@@ -2,7 +2,9 @@
 
 The configuration and lists are loaded and checked before mitmproxy starts, so a bad file stops
 the command with one line naming it; the loaded state is then handed to the addon, which does
-not load it twice. Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...).
+not load it twice. Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...),
+except that a listen address wider than ``--listen`` (or the configuration's ``listen``) is
+refused (`urlwarden.listenscope`).
 
 Privacy defaults: mitmproxy's flow printer is not loaded, and the addon's
 ``urlwarden_private_logs`` option (on by default) cuts mitmproxy's own log to errors, because at
@@ -32,6 +34,8 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
     state = loaded[0]
     config = state.config
     host, port = listen or config.listen
+    # The addon applies (and polices) the listen address itself; the explicit options say the
+    # same thing, so that mitmproxy never even starts out with its own default of every address.
     args = [
         "--listen-host", host, "--listen-port", str(port),
         "--set", f"urlwarden_config={Path(config.source).resolve()}",
@@ -40,11 +44,11 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
     for spec in list_specs:
         args += ["--set", f"urlwarden_lists={spec}"]
     args += list(mitmproxy_args)
-    _start_mitmproxy(loaded, args)
+    _start_mitmproxy(loaded, (host, port), args)
     return 0
 
 
-def _start_mitmproxy(loaded, args: list[str]) -> None:
+def _start_mitmproxy(loaded, listen: tuple[str, int], args: list[str]) -> None:
     # Imported here so that the rest of the CLI (check, canon, hash-list) starts fast.
     from mitmproxy.tools import cmdline, main
     from mitmproxy.tools.dump import DumpMaster
@@ -54,7 +58,7 @@ def _start_mitmproxy(loaded, args: list[str]) -> None:
     class UrlwardenMaster(DumpMaster):
         def __init__(self, options):
             super().__init__(options, with_termlog=True, with_dumper=False)
-            self.addons.add(UrlWarden(preloaded=loaded), Banner(loaded[0]))
+            self.addons.add(UrlWarden(preloaded=loaded, listen=listen), Banner(loaded[0]))
 
     main.run(UrlwardenMaster, cmdline.mitmdump, args)
 
