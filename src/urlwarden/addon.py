@@ -5,7 +5,10 @@ Where each decision is taken, so that a blocked host is never contacted:
 * ``configure``: loads the configuration and lists aside, then swaps them in with one assignment;
   forces ``connection_strategy=lazy`` (mitmproxy connects upstream before the request hook
   otherwise) and, with ``urlwarden_private_logs`` (default on), ``flow_detail=0`` and
-  mitmproxy's own log cut to errors (it would print every URL and client it relays).
+  mitmproxy's own log cut to errors (it would print every URL and client it relays). Before
+  mitmproxy binds, it applies the configuration's ``listen`` and refuses a wider listen option
+  (`urlwarden.listenscope`); a start-up it refuses is logged as one error line, which makes
+  mitmproxy exit before any server starts.
 * ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else.
 * ``http_connect``: refuses a CONNECT to a host that is refused without interception.
 * ``tls_clienthello``: per host, passes the TLS connection through untouched, intercepts it, or
