@@ -67,3 +67,49 @@ def test_wider_is_refused_with_one_line(user_host, modes, message):
         plan_listen(("127.0.0.1", 8080), SOURCE, user_host, None, modes)
     assert isinstance(caught.value, ConfigError)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+# --- the addon applies it (mitmproxy's option machinery, no proxy process) -----------------------
+
+def addon_context(tmp_path, listen: str):
+    from mitmproxy.test import taddons
+
+    from urlwarden.addon import UrlWarden
+
+    config = tmp_path / "urlwarden.yaml"
+    config.write_text(f"listen: {listen}\n")
+    addon = UrlWarden()
+    return addon, config, taddons.context(addon)
+
+
+def test_the_addon_applies_the_configured_listen_before_the_servers_start(tmp_path):
+    addon, config, context = addon_context(tmp_path, "127.0.0.2:3128")
+    with context as tctx:
+        assert tctx.options.listen_host == "" and tctx.options.listen_port is None  # mitmproxy's defaults
+        tctx.configure(addon, urlwarden_config=str(config))
+        assert (tctx.options.listen_host, tctx.options.listen_port) == ("127.0.0.2", 3128)
+        tctx.configure(addon, listen_port=8081)  # the user's port is kept, the host stays
+        assert (tctx.options.listen_host, tctx.options.listen_port) == ("127.0.0.2", 8081)
+
+
+def test_the_addon_refuses_a_wider_listen_at_start_up_with_one_logged_line(tmp_path, caplog):
+    addon, config, context = addon_context(tmp_path, "127.0.0.1:3128")
+    with context as tctx:
+        tctx.configure(addon, listen_host="0.0.0.0", urlwarden_config=str(config))
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == ["urlwarden: listen_host 0.0.0.0 is wider than listen 127.0.0.1:3128 "
+                          f"({config}); to listen more widely, change that listen"]
+        assert tctx.options.listen_host == "127.0.0.1"  # and nothing would bind wider anyway
+
+
+def test_once_running_a_wider_mode_is_rejected_and_rolled_back(tmp_path, monkeypatch):
+    from mitmproxy import exceptions
+
+    addon, config, context = addon_context(tmp_path, "127.0.0.1:3128")
+    with context as tctx:
+        tctx.configure(addon, urlwarden_config=str(config))
+        monkeypatch.setattr("urlwarden.addon.proxy_running", lambda: True)
+        with pytest.raises(exceptions.OptionsError, match="mode regular@0.0.0.0:9000 listens on 0.0.0.0"):
+            tctx.configure(addon, mode=["regular", "regular@0.0.0.0:9000"])
+        assert tctx.options.mode == ["regular"]
+        tctx.configure(addon, mode=["regular", "regular@127.0.0.1:9000"])  # not wider: accepted

@@ -167,9 +167,10 @@ class UrlWarden:
 
     def _enforce_listen(self) -> None:
         """Apply the configuration's listen where the user set none; refuse a wider one
-        (`urlwarden.listenscope`). Only before the proxy binds: later changes would not move it."""
+        (`urlwarden.listenscope`). Once the servers run, options are only checked: a change of
+        mode would bind anew, so a wider one is rejected (and rolled back by mitmproxy)."""
         state = self.state
-        if state is None or "listen_host" not in ctx.options or proxy_running():
+        if state is None or "listen_host" not in ctx.options:
             return
         configured = self._listen_override or state.config.listen
         source = "urlwarden run --listen" if self._listen_override not in (None, state.config.listen) else state.config.source
@@ -177,6 +178,12 @@ class UrlWarden:
         applied_host, applied_port = self._applied_listen
         user_host = options.listen_host if options.has_changed("listen_host") and options.listen_host != applied_host else None
         user_port = options.listen_port if options.has_changed("listen_port") and options.listen_port != applied_port else None
+        if proxy_running():
+            try:
+                plan_listen(configured, source, user_host, user_port, custom_mode_hosts(options.mode))
+            except ListenTooWide as exc:
+                raise exceptions.OptionsError(str(exc)) from None
+            return
         try:
             plan = plan_listen(configured, source, user_host, user_port, custom_mode_hosts(options.mode))
         except ListenTooWide as exc:
