@@ -178,18 +178,17 @@ class UrlWarden:
         applied_host, applied_port = self._applied_listen
         user_host = options.listen_host if options.has_changed("listen_host") and options.listen_host != applied_host else None
         user_port = options.listen_port if options.has_changed("listen_port") and options.listen_port != applied_port else None
-        if proxy_running():
-            try:
-                plan_listen(configured, source, user_host, user_port, custom_mode_hosts(options.mode))
-            except ListenTooWide as exc:
-                raise exceptions.OptionsError(str(exc)) from None
-            return
+        running = proxy_running()
         try:
             plan = plan_listen(configured, source, user_host, user_port, custom_mode_hosts(options.mode))
         except ListenTooWide as exc:
+            if running:
+                raise exceptions.OptionsError(str(exc)) from None
             self._refuse_start(("listen", str(exc)), str(exc))
             # and should anything start the servers anyway, not on the wider address
             plan = plan_listen(configured, source, None, user_port)
+        if running:
+            return  # bound already: only a change of mode binds anew, and that was checked
         self._applied_listen = (plan.host if plan.host is not None else applied_host,
                                 plan.port if plan.port is not None else applied_port)
         changes = {}
