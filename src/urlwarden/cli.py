@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pac", help="print the proxy auto-config (PAC) file, or its data: URL",
                        description="Print the PAC file that sends browsers to the proxy (local destinations "
-                                   "go direct). With --data-url, print it as a data: URL: a browser given that "
+                                   "go direct). With --data-url, print it as a data: URL: Chromium given that "
                                    "URL fails closed while the proxy is down (docs/home.md).")
     p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
     p.add_argument("--proxy", metavar="HOST:PORT",
