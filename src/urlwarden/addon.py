@@ -10,13 +10,23 @@ Where each decision is taken, so that a blocked host is never contacted:
   (`urlwarden.listenscope`); a start-up it refuses is logged as one error line, which makes
   mitmproxy exit before any server starts.
 * ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else.
-* ``http_connect``: refuses a CONNECT to a host that is refused without interception.
+* ``http_connect``: refuses a CONNECT to a host that is refused without interception; a target
+  that is not a host name gets 400.
 * ``tls_clienthello``: per host, passes the TLS connection through untouched, intercepts it, or
   marks it refused (see `engine.tls_action`).
 * ``requestheaders``: blocks a request when any of its names is listed, before the body is read
-  and before any upstream connection.
-* ``server_connect``: the last guard: a server connection to a host listed whole, or one marked
-  refused, is killed before it is opened.
+  and before any upstream connection; answers 400 when a name cannot be parsed (whatever
+  ``on_error`` says); refuses an ``Upgrade`` other than WebSocket to a host that is not clean.
+  A request it lets through is noted as checked traffic for its destination.
+* ``responseheaders``: kills a ``101`` that is not a checked WebSocket on a host that is not
+  clean (mitmproxy would relay the connection as raw TCP after it).
+* ``tcp_start`` / ``udp_start``: raw TCP or UDP (bytes mitmproxy relays without parsing) to a
+  host that is not clean: the server connection is refused before it opens, or, if it is open
+  already, nothing more is relayed (``tcp_message`` / ``udp_message``).
+* ``server_connect``: the one choke point. Every server connection, whatever layer asks for it,
+  opens only if `urlwarden.protocols` lets its carrier reach the host's status: checked HTTP
+  (a request let through above) or WebSocket to a host with path-level entries, anything to a
+  clean host, nothing to a host listed whole or a client marked refused.
 * ``running``: starts the feed refresher, tells systemd READY=1, and makes SIGHUP reload the
   configuration and lists (built in a child process, `urlwarden.offload`; a bad new
   configuration is rejected whole). It also shortens the GIL switch interval, so that a
@@ -36,8 +46,8 @@ import signal
 import time
 from collections.abc import Sequence
 
-from mitmproxy import ctx, exceptions, http, tls
-from mitmproxy.connection import Client
+from mitmproxy import ctx, exceptions, http, tcp, tls, udp
+from mitmproxy.connection import Client, Server
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
@@ -47,7 +57,8 @@ from .config import AdminConfig, default_config_path, load_config
 from .engine import (
     State,
     TlsAction,
-    host_severity,
+    UnparseableName,
+    connection_status,
     load_state,
     open_feeds,
     request_verdict,
@@ -60,6 +71,7 @@ from .lists import parse_list_spec
 from .listenscope import ListenTooWide, plan_listen
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
+from .protocols import Carrier, may_reach, may_upgrade
 from .offload import Offloader, shorten_gil_switch_interval
 
 log = logging.getLogger("urlwarden")
@@ -75,6 +87,13 @@ MAX_HEADER_COUNT = 200
 NOT_READY_BODY = b"urlwarden is starting: a required list is not loaded yet, so nothing is let through.\n"
 ERROR_STATUS = 503
 ERROR_BODY = b"urlwarden could not check this request, so it was not sent (on_error: block).\n"
+BAD_NAME_BODY = b"Bad request: it is addressed to a name that is not a host name.\n"
+UPGRADE_REFUSED_BODY = b"Refused by urlwarden: this host accepts only HTTP requests and WebSockets through it.\n"
+REFUSED = "refused by urlwarden"
+PLAIN_CLOSE_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store", "Connection": "close"}
+MAX_CHECKED_DESTINATIONS = 256
+"""Destinations remembered per client connection as reached by checked requests (see
+`UrlWarden._checked`); beyond, the memory starts afresh: at worst a connection is refused."""
 
 
 class NotReady(Exception):
@@ -95,6 +114,11 @@ class UrlWarden:
         self.started = time.time()
         self._error_kinds_logged: set[str] = set()
         self._refused_clients: set[str] = set()
+        # client id -> {(host, port): carrier}: destinations this client reached through traffic
+        # urlwarden checked (or chose to pass); server_connect treats any other opening as raw
+        self._checked: dict[str, dict[tuple, Carrier]] = {}
+        # TCP/UDP flows whose server was already connected when they were refused: relay nothing
+        self._muted: set[str] = set()
         self._loaded_from: tuple[str, tuple[str, ...]] | None = None
         self._reload_task: asyncio.Task | None = None
         self._reload_again = False
@@ -382,6 +406,9 @@ class UrlWarden:
             return
         try:
             action, _ = tls_decision(self.state.snapshot, self.state.config.https, [flow.request.host])
+        except UnparseableName:
+            self._bad_name(flow)
+            return
         except Exception as exc:  # a filter must not fail open by accident: on_error decides
             if self._internal_error("http_connect", exc):
                 flow.response = http.Response.make(ERROR_STATUS, ERROR_BODY, {"Cache-Control": "no-store"})
@@ -399,6 +426,9 @@ class UrlWarden:
             action, uninspected = tls_decision(self.state.snapshot, self.state.config.https, names)
         except NotReady:
             action = TlsAction.REFUSE
+        except UnparseableName:
+            self.metrics.count_request("bad_request")
+            action = TlsAction.REFUSE
         except Exception as exc:
             action = TlsAction.REFUSE if self._internal_error("tls_clienthello", exc) else TlsAction.PASSTHROUGH
         self.metrics.count_tls(action.value)
@@ -407,6 +437,8 @@ class UrlWarden:
         if action is TlsAction.PASSTHROUGH:
             self.metrics.count_request("passthrough")
             data.ignore_connection = True
+            if uninspected and server_address:  # the operator's uninspected: pass
+                self._note_checked(data.context.client.id, server_address, Carrier.TLS_PASSTHROUGH)
         elif action is TlsAction.REFUSE:
             # Relay nothing and mint no certificate; server_connect then kills the connection.
             data.ignore_connection = True
@@ -414,18 +446,69 @@ class UrlWarden:
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if data.client.id in self._refused_clients:
-            data.server.error = "refused by urlwarden"
+            data.server.error = REFUSED
             return
-        names = [data.server.address[0] if data.server.address else None, data.server.sni, data.client.sni]
+        if data.server.error:
+            return  # refused already (tcp_start, udp_start)
+        address = data.server.address
+        unchecked = Carrier.UDP if data.server.transport_protocol == "udp" else Carrier.TCP
+        carrier = self._checked.get(data.client.id, {}).get(address, unchecked)
+        self._refuse_unless_reaches(data.server, carrier, data.client.sni)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        self._raw_start(flow, Carrier.TCP)
+
+    def udp_start(self, flow: udp.UDPFlow) -> None:
+        self._raw_start(flow, Carrier.UDP)
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        if flow.id in self._muted:
+            flow.messages[-1].content = b""
+
+    udp_message = tcp_message
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        self._muted.discard(flow.id)
+
+    tcp_error = udp_end = udp_error = tcp_end
+
+    def _raw_start(self, flow: tcp.TCPFlow | udp.UDPFlow, carrier: Carrier) -> None:
+        """Bytes mitmproxy will relay without parsing: refused unless the host is clean."""
+        if self._refuse_unless_reaches(flow.server_conn, carrier, flow.client_conn.sni):
+            if flow.server_conn.connected:  # e.g. opened for an earlier request: relay nothing
+                self._muted.add(flow.id)
+            flow.kill()
+
+    def _refuse_unless_reaches(self, server: Server, carrier: Carrier, client_sni: str | None) -> bool:
+        """Set `server.error` (so it is never opened) unless `carrier` may reach its host."""
+        names = [server.address[0] if server.address else None, server.sni, client_sni]
         try:
-            whole = host_severity(self.state.snapshot, names) is HostStatus.WHOLE
+            state = self.state
+            if self._missing_required:
+                raise NotReady()
+            status = connection_status(state.snapshot, names)
+            allowed = may_reach(status, carrier, uninspected_pass=state.config.https.uninspected == "pass")
+        except NotReady:
+            allowed = carrier is Carrier.HTTP  # requests answer 503 themselves; nothing else passes
         except Exception as exc:
-            whole = self._internal_error("server_connect", exc)
-        if whole:
-            data.server.error = "refused by urlwarden"
+            allowed = not self._internal_error("server_connect", exc)
+        if not allowed:
+            server.error = REFUSED
+            self.metrics.count_refused_connection(carrier.value)
+        return not allowed
+
+    def _note_checked(self, client_id: str, address: tuple | None, carrier: Carrier) -> None:
+        """Remember that `client_id` reaches `address` with traffic urlwarden checked."""
+        if address is None:
+            return
+        checked = self._checked.get(client_id)
+        if checked is None or len(checked) >= MAX_CHECKED_DESTINATIONS:
+            checked = self._checked[client_id] = {}
+        checked[tuple(address)] = carrier
 
     def client_disconnected(self, client: Client) -> None:
         self._refused_clients.discard(client.id)
+        self._checked.pop(client.id, None)
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -446,18 +529,59 @@ class UrlWarden:
         state = self.state
         try:
             # (a State that failed to load is None: the AttributeError below then applies on_error)
-            verdict = request_verdict(state.snapshot, flow.request.scheme, request_names(flow), flow.request.path)
+            names = request_names(flow)
+            verdict = request_verdict(state.snapshot, flow.request.scheme, names, flow.request.path)
             if verdict is not None and verdict.blocked:
                 self._block(flow, verdict, state)
-            elif verdict is not None:
-                self.metrics.count_allow_list_hit(verdict.list_name)
+            elif not self._upgrade_allowed(flow, state, names):
+                self.metrics.count_request("block")
+                self.metrics.count_refused_connection(Carrier.UPGRADE.value)
+                flow.request.stream = False
+                flow.response = http.Response.make(403, UPGRADE_REFUSED_BODY, PLAIN_CLOSE_HEADERS)
             else:
-                self.metrics.count_request("allow")
+                self._note_checked(flow.client_conn.id, (flow.request.host, flow.request.port), Carrier.HTTP)
+                if verdict is not None:
+                    self.metrics.count_allow_list_hit(verdict.list_name)
+                else:
+                    self.metrics.count_request("allow")
+        except UnparseableName:
+            self._bad_name(flow)  # bad input, whatever on_error says: never an internal error
         except Exception as exc:
             if self._internal_error("request", exc):
                 flow.request.stream = False
                 flow.response = http.Response.make(ERROR_STATUS, ERROR_BODY, {"Cache-Control": "no-store"})
+            else:
+                self._note_checked(flow.client_conn.id, (flow.request.host, flow.request.port), Carrier.HTTP)
         self.metrics.observe_decision(time.perf_counter() - started)
+
+    @staticmethod
+    def _upgrade_allowed(flow: http.HTTPFlow, state: State, names: list[str | None]) -> bool:
+        upgrades = flow.request.headers.get_all("upgrade")
+        if not upgrades:
+            return True  # the common case: no host status needed
+        return may_upgrade(connection_status(state.snapshot, names), ", ".join(upgrades))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is None or response.status_code != 101:
+            return
+        # mitmproxy relays raw TCP after a 101 unless it is a WebSocket it can follow.
+        websocket = (response.headers.get("upgrade", "").strip().lower() == "websocket"
+                     and flow.request.headers.get("upgrade", "").strip().lower() == "websocket")
+        carrier = Carrier.WEBSOCKET if websocket else Carrier.UPGRADE
+        try:
+            allowed = may_reach(connection_status(self.state.snapshot, request_names(flow)), carrier)
+        except Exception as exc:
+            allowed = not self._internal_error("responseheaders", exc)
+        if not allowed:
+            self.metrics.count_refused_connection(carrier.value)
+            flow.kill()
+
+    def _bad_name(self, flow: http.HTTPFlow) -> None:
+        """Answer 400: the request names something that is not a host. Nothing is sent upstream."""
+        self.metrics.count_request("bad_request")
+        flow.request.stream = False
+        flow.response = http.Response.make(400, BAD_NAME_BODY, PLAIN_CLOSE_HEADERS)
 
     def _block(self, flow: http.HTTPFlow, verdict: Verdict, state: State) -> None:
         policy = state.config.policy_for(verdict.list_name)

@@ -9,6 +9,7 @@ list entry only rescues the name it matches.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from .feeds.manager import FeedManager
 from .lists import ParsedList, load_list
 from .matcher import HostStatus, Snapshot, Verdict, build
 
-__all__ = ["State", "TlsAction", "host_severity", "load_state", "rebuild", "request_verdict", "tls_action",
+__all__ = ["State", "TlsAction", "UnparseableName", "connection_status", "host_severity", "load_state", "rebuild", "request_verdict", "tls_action",
            "tls_decision", "url_for", "open_feeds"]
 
 
@@ -33,6 +34,15 @@ class State:
     snapshot: Snapshot
     static_block: tuple[ParsedList, ...] = ()
     allow: tuple[ParsedList, ...] = ()
+
+
+class UnparseableName(ValueError):
+    """A request or connection is addressed by a name that is not a host name (``Host: [junk``,
+    ``Host: :80``, a bare ``..``): bad input from the client, not an internal error. The request
+    is answered 400 and nothing is sent, whatever ``on_error`` says.
+
+    The message says which kind of name it was, never the name itself (it may be a URL).
+    """
 
 
 class TlsAction(enum.Enum):
@@ -85,11 +95,21 @@ def url_for(scheme: str, name: str, path: str) -> str:
     return f"{scheme}://{name}{path}"
 
 
+_BLANK_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
 def request_verdict(snapshot: Snapshot, scheme: str, names: Iterable[str | None], path: str) -> Verdict | None:
     """The block verdict of the first blocked name; else an allow verdict if one matched; else None."""
     allowed: Verdict | None = None
     for name in dict.fromkeys(n for n in names if n):
-        verdict = snapshot.match(url_for(scheme, name, path))
+        if _BLANK_OR_CONTROL.search(name):
+            # canon would strip or escape these (a URL may carry them); in a name they mean an
+            # obs-fold continuation or worse, and the origin may read the name another way
+            raise UnparseableName("a name the request is addressed by holds blanks or control characters")
+        try:
+            verdict = snapshot.match(url_for(scheme, name, path))
+        except ValueError:  # canon's word for "no valid host": the client's fault, not ours
+            raise UnparseableName("a name the request is addressed by is not a host name") from None
         if verdict is None:
             continue
         if verdict.blocked:
@@ -102,13 +122,38 @@ _SEVERITY = {HostStatus.CLEAN: 0, HostStatus.PATHS: 1, HostStatus.UNKNOWN: 1, Ho
 
 
 def host_severity(snapshot: Snapshot, names: Iterable[str | None]) -> HostStatus:
-    """The most severe host status among `names` (WHOLE > PATHS/UNKNOWN > CLEAN)."""
+    """The most severe host status among `names` (WHOLE > PATHS/UNKNOWN > CLEAN).
+
+    Raises `UnparseableName` when one of them is not a host name.
+    """
     worst = HostStatus.CLEAN
     for name in dict.fromkeys(n for n in names if n):
-        status = snapshot.host_status(name)
+        try:
+            status = snapshot.host_status(name)
+        except ValueError:
+            raise UnparseableName("a name the connection is addressed by is not a host name") from None
         if _SEVERITY[status] > _SEVERITY[worst]:
             worst = status
     return worst
+
+
+def connection_status(snapshot: Snapshot, names: Iterable[str | None]) -> HostStatus:
+    """The host status that decides what a server connection may carry (`urlwarden.protocols`).
+
+    Fails closed: a name that cannot be parsed makes it UNKNOWN (checked HTTP only), unless
+    another name is listed whole.
+    """
+    names = [n for n in names if n]
+    try:
+        return host_severity(snapshot, names)
+    except UnparseableName:
+        parsed = []
+        for name in names:
+            try:
+                parsed.append(host_severity(snapshot, [name]))
+            except UnparseableName:
+                parsed.append(HostStatus.UNKNOWN)
+        return max(parsed, key=_SEVERITY.__getitem__)
 
 
 def tls_action(snapshot: Snapshot, policy: HttpsPolicy, names: Iterable[str | None]) -> TlsAction:

@@ -28,7 +28,7 @@ Worked example::
 
 Series (see docs/operations.md for the full table)::
 
-    urlwarden_requests_total{decision="allow|block|passthrough|error"}
+    urlwarden_requests_total{decision="allow|block|passthrough|bad_request|error"}
     urlwarden_blocks_total{list}
     urlwarden_allow_list_hits_total{list}
     urlwarden_list_entries{list}
@@ -37,6 +37,7 @@ Series (see docs/operations.md for the full table)::
     urlwarden_list_age_seconds{list}
     urlwarden_tls_connections_total{action="passthrough|intercept|refuse"}
     urlwarden_uninspected_hosts_total{outcome="pass|refuse"}
+    urlwarden_refused_connections_total{carrier="http|websocket|tls|tcp|upgrade|udp"}
     urlwarden_internal_errors_total{kind}
     urlwarden_decision_duration_seconds (histogram)
     urlwarden_build_info{version,python,mitmproxy} 1
@@ -68,12 +69,17 @@ __all__ = [
     "OTHER_LABEL",
     "TLS_ACTIONS",
     "UNINSPECTED_OUTCOMES",
+    "CARRIERS",
 ]
 
 PREFIX = "urlwarden_"
 
-DECISIONS = ("allow", "block", "passthrough", "error")
-"""Values of ``urlwarden_requests_total{decision}``."""
+DECISIONS = ("allow", "block", "passthrough", "bad_request", "error")
+"""Values of ``urlwarden_requests_total{decision}``. ``bad_request``: answered 400 because a
+name the request is addressed by is not a host name (bad input, not an internal error)."""
+
+CARRIERS = ("http", "websocket", "tls", "tcp", "upgrade", "udp")
+"""Values of ``urlwarden_refused_connections_total{carrier}`` (`protocols.Carrier` values)."""
 
 TLS_ACTIONS = ("passthrough", "intercept", "refuse")
 """Values of ``urlwarden_tls_connections_total{action}`` (`engine.TlsAction` values)."""
@@ -166,6 +172,10 @@ class Metrics:
             "uninspected_hosts_total",
             "Connections to hosts with path-level entries that could not be inspected, by outcome.",
             ["outcome"])
+        self._refused_family = counter(
+            "refused_connections_total",
+            "Server connections (or protocol upgrades) refused because their carrier may not reach "
+            "the host, by carrier.", ["carrier"])
         self._errors_family = counter(
             "internal_errors_total", "Internal errors, by kind (where they happened).", ["kind"])
         self._decision_seconds = Histogram(
@@ -181,6 +191,7 @@ class Metrics:
         self._requests = {d: self._requests_family.labels(decision=d) for d in DECISIONS}
         self._tls = {a: self._tls_family.labels(action=a) for a in TLS_ACTIONS}
         self._uninspected = {o: self._uninspected_family.labels(outcome=o) for o in UNINSPECTED_OUTCOMES}
+        self._refused = {c: self._refused_family.labels(carrier=c) for c in CARRIERS}
         self._errors: dict[str, object] = {}
         self._blocks: dict[str, object] = {}
         self._allow_hits: dict[str, object] = {}
@@ -239,6 +250,13 @@ class Metrics:
         except KeyError:
             raise ValueError(
                 f"unknown outcome {outcome!r}; expected one of {UNINSPECTED_OUTCOMES}") from None
+
+    def count_refused_connection(self, carrier: str) -> None:
+        """One server connection or upgrade refused by `protocols`: `carrier` is one of `CARRIERS`."""
+        try:
+            self._refused[carrier].inc()
+        except KeyError:
+            raise ValueError(f"unknown carrier {carrier!r}; expected one of {CARRIERS}") from None
 
     def count_error(self, kind: str) -> None:
         """One internal error. `kind` is a short code name of where it happened (``request``,
