@@ -9,6 +9,8 @@ import dataclasses
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mitmproxy import connection, exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy import server_hooks
@@ -215,3 +217,127 @@ def test_running_shortens_the_gil_switch_interval(addon_ctx):
     finally:
         addon.done()
         sys.setswitchinterval(before)
+
+
+# --- what may reach a host (urlwarden.protocols), unparseable names ------------------------------
+
+def sample(addon, name: str, **labels) -> float:
+    return addon.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("make_flow", "hook", "host", "refused", "carrier"),
+    [
+        (tflow.ttcpflow, "tcp_start", "paths.test", True, "tcp"),
+        (tflow.ttcpflow, "tcp_start", "listed.test", True, "tcp"),
+        (tflow.ttcpflow, "tcp_start", "unlisted.test", False, "tcp"),
+        (tflow.tudpflow, "udp_start", "paths.test", True, "udp"),
+        (tflow.tudpflow, "udp_start", "listed.test", True, "udp"),
+        (tflow.tudpflow, "udp_start", "unlisted.test", False, "udp"),
+    ],
+)
+def test_raw_tcp_and_udp_reach_only_clean_hosts(addon_ctx, make_flow, hook, host, refused, carrier):
+    addon, _ = addon_ctx
+    f = make_flow()
+    f.server_conn = connection.Server(address=(host, 443))  # not connected yet (lazy)
+    f.client_conn.sni = None
+    getattr(addon, hook)(f)
+    assert (f.server_conn.error is not None) == refused  # mitmproxy then never opens it
+    assert sample(addon, "urlwarden_refused_connections_total", carrier=carrier) == (1 if refused else 0)
+
+
+def test_raw_tcp_on_an_open_server_connection_relays_nothing(addon_ctx):
+    addon, _ = addon_ctx
+    f = tflow.ttcpflow()  # its server connection is open already (as after a 101)
+    f.server_conn.address = ("paths.test", 80)
+    f.client_conn.sni = None
+    addon.tcp_start(f)
+    f.messages[-1].content = b"GET /folder/x HTTP/1.1\r\n\r\n"
+    addon.tcp_message(f)
+    assert f.messages[-1].content == b""
+
+
+def server_hook(client, host: str, port: int = 80):
+    return server_hooks.ServerConnectionHookData(client=client, server=connection.Server(address=(host, port)))
+
+
+def test_server_connect_opens_a_host_with_path_entries_only_for_checked_requests(addon_ctx):
+    addon, _ = addon_ctx
+    f = flow_for("http://paths.test/other")
+    unchecked = server_hook(f.client_conn, "paths.test")
+    addon.server_connect(unchecked)
+    assert unchecked.server.error is not None  # nobody checked a request for it: raw
+    addon.requestheaders(f)
+    assert f.response is None
+    checked = server_hook(f.client_conn, "paths.test")
+    addon.server_connect(checked)
+    assert checked.server.error is None
+    other_client = server_hook(tflow.tclient_conn(), "paths.test")
+    addon.server_connect(other_client)
+    assert other_client.server.error is not None
+    clean = server_hook(tflow.tclient_conn(), "unlisted.test")
+    addon.server_connect(clean)
+    assert clean.server.error is None
+
+
+@pytest.mark.parametrize(
+    ("host", "upgrade", "status"),
+    [
+        ("paths.test", "h2c", 403), ("paths.test", "H2C", 403), ("paths.test", "websocket, h2c", 403),
+        ("paths.test", "foo", 403), ("paths.test", "websocket", None), ("unlisted.test", "H2C", None),
+    ],
+)
+def test_requestheaders_refuses_upgrades_but_websocket_to_hosts_that_are_not_clean(addon_ctx, host, upgrade, status):
+    addon, _ = addon_ctx
+    f = flow_for(f"http://{host}/other", upgrade=upgrade, connection="Upgrade")
+    addon.requestheaders(f)
+    assert (f.response.status_code if f.response else None) == status
+
+
+@pytest.mark.parametrize(
+    ("host", "request_upgrade", "response_upgrade", "killed"),
+    [
+        ("paths.test", "websocket", "websocket", False),
+        ("paths.test", "websocket", "h2c", True),  # the server picked something else: raw after 101
+        ("paths.test", "h2c", "h2c", True),
+        ("unlisted.test", "h2c", "h2c", False),
+    ],
+)
+def test_responseheaders_kills_a_101_that_is_not_a_checked_websocket(addon_ctx, host, request_upgrade,
+                                                                     response_upgrade, killed):
+    addon, _ = addon_ctx
+    f = flow_for(f"http://{host}/other", upgrade=request_upgrade)
+    f.server_conn.address = (host, 80)
+    f.client_conn.sni = None
+    f.response = tutils.tresp(status_code=101)
+    f.response.headers["upgrade"] = response_upgrade
+    addon.responseheaders(f)
+    assert (f.error is not None and f.error.msg == f.error.KILLED_MESSAGE) == killed
+
+
+@pytest.mark.parametrize("on_error", ["block", "allow"])
+@pytest.mark.parametrize("bad", ["[junk", ":80", "a]b", "..", "[::1", ".", "clean.test\r\n listed.test"])
+def test_unparseable_host_is_a_400_whatever_on_error_says(tmp_path, on_error, bad):
+    (tmp_path / "b.txt").write_text(LIST)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"on_error: {on_error}\nlists:\n  - path: b.txt\n")
+    addon = UrlWarden()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, urlwarden_config=str(cfg))
+        f = flow_for("http://unlisted.test/")
+        f.request.headers.set_all("host", [bad, "unlisted.test"])
+        addon.requestheaders(f)
+        assert f.response is not None and f.response.status_code == 400
+        assert sample(addon, "urlwarden_requests_total", decision="bad_request") == 1
+        assert sample(addon, "urlwarden_internal_errors_total", kind="request") == 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(host=st.text(max_size=40) | st.from_regex(r"[\[\]:.a-z0-9 \t]{0,12}", fullmatch=True))
+def test_any_host_header_is_decided_or_a_400_never_an_internal_error(addon_ctx, host):
+    addon, _ = addon_ctx
+    f = flow_for("http://unlisted.test/")
+    f.request.headers.set_all("host", [host])
+    addon.requestheaders(f)
+    assert f.response is None or f.response.status_code in (400, 451)
+    assert sample(addon, "urlwarden_internal_errors_total", kind="request") == 0

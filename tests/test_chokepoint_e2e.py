@@ -13,9 +13,11 @@ import socket
 import ssl
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.certs import make_test_pki
 from tests.support.clients import raw_http, status_of
@@ -30,10 +32,11 @@ READ_TIMEOUT = 3.0
 GAP = 0.3  # seconds between the pieces of a split write: mitmproxy decides on its first read
 
 
-def write_config(directory: Path, on_error: str = "block") -> Path:
+def write_config(directory: Path, on_error: str = "block", admin_port: int | None = None) -> Path:
     (directory / "block.txt").write_text(BLOCK_LIST)
     config = directory / "urlwarden.yaml"
-    config.write_text(f"on_error: {on_error}\nlists:\n  - name: hotline\n    path: block.txt\n")
+    admin = f"admin:\n  listen: 127.0.0.1:{admin_port}\n" if admin_port else ""
+    config.write_text(f"on_error: {on_error}\n{admin}lists:\n  - name: hotline\n    path: block.txt\n")
     return config
 
 
@@ -43,11 +46,12 @@ def test_pki(tmp_path_factory):
 
 
 def start_proxy(workdir: Path, pki, on_error: str = "block") -> ProxyProcess:
-    port = free_port()
-    argv = [URLWARDEN, "run", "--config", str(write_config(workdir, on_error)), "--listen", f"127.0.0.1:{port}",
+    port, admin_port = free_port(), free_port()
+    argv = [URLWARDEN, "run", "--config", str(write_config(workdir, on_error, admin_port)), "--listen", f"127.0.0.1:{port}",
             "--", "--set", f"confdir={workdir / 'conf'}", "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}"]
     process = ProxyProcess(argv, port, hosts={n: "127.0.0.1" for n in NAMES}, workdir=workdir).start()
     process.port = port
+    process.admin_port = admin_port
     process.ca = workdir / "conf" / "mitmproxy-ca-cert.pem"
     return process
 
@@ -216,11 +220,22 @@ def test_websocket_to_a_host_listed_whole_is_blocked(proxy, fresh_origin):
     assert fresh_origin.connections == []
 
 
-def test_refusals_are_counted(proxy, fresh_origin):
+def metric(proxy, name: str, **labels: str) -> float:
+    """One sample off the admin listener's /metrics (0 when the series does not exist yet)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin_port}/metrics", timeout=5) as response:
+        for family in text_string_to_metric_families(response.read().decode()):
+            for s in family.samples:
+                if s.name == name and s.labels == labels:
+                    return s.value
+    return 0.0
+
+
+def test_refusals_are_counted_without_naming_the_host(proxy, fresh_origin):
+    before = metric(proxy, "urlwarden_refused_connections_total", carrier="tcp")
     with connect_tunnel(proxy.port, f"paths.test:{fresh_origin.http_port}") as sock:
         send_pieces(sock, odd_writes("paths.test")["split request line"])
-    metrics = (proxy.workdir / "proxy.stdout").read_text()  # (no admin listener here: read the log)
-    assert "paths.test" not in metrics  # never a host name in logs
+    assert metric(proxy, "urlwarden_refused_connections_total", carrier="tcp") == before + 1
+    assert "paths.test" not in proxy.output()  # never a host name in logs
 
 
 # --- names that cannot be parsed ----------------------------------------------------------------
@@ -245,6 +260,16 @@ def test_unparseable_host_header_is_a_400_without_contact(proxy_on_error, fresh_
         assert status_of(answer) in (400, 451), answer[:200]
         assert fresh_origin.connections == [], f"{bad!r} {second!r}: the origin was contacted"
         assert b"could not check" not in answer
+
+
+def test_unparseable_names_are_counted_as_bad_requests(proxy_on_error, fresh_origin):
+    before = metric(proxy_on_error, "urlwarden_requests_total", decision="bad_request")
+    errors = metric(proxy_on_error, "urlwarden_internal_errors_total", kind="request")
+    request = f"GET http://clean.test:{fresh_origin.http_port}/ HTTP/1.1\r\nHost: [junk\r\n\r\n".encode()
+    answer = raw_http("127.0.0.1", proxy_on_error.port, request)
+    assert status_of(answer) == 400 and answer.endswith(b"not a host name.\n")
+    assert metric(proxy_on_error, "urlwarden_requests_total", decision="bad_request") == before + 1
+    assert metric(proxy_on_error, "urlwarden_internal_errors_total", kind="request") == errors
 
 
 def test_obs_fold_host_is_a_400_without_contact(proxy_on_error, fresh_origin):

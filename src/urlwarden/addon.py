@@ -475,9 +475,11 @@ class UrlWarden:
     def _raw_start(self, flow: tcp.TCPFlow | udp.UDPFlow, carrier: Carrier) -> None:
         """Bytes mitmproxy will relay without parsing: refused unless the host is clean."""
         if self._refuse_unless_reaches(flow.server_conn, carrier, flow.client_conn.sni):
-            if flow.server_conn.connected:  # e.g. opened for an earlier request: relay nothing
-                self._muted.add(flow.id)
-            flow.kill()
+            # The server error stops a connection that is not open yet; one that is (opened for
+            # an earlier request, or eagerly) gets nothing more relayed, either way.
+            self._muted.add(flow.id)
+            if flow.killable:
+                flow.kill()
 
     def _refuse_unless_reaches(self, server: Server, carrier: Carrier, client_sni: str | None) -> bool:
         """Set `server.error` (so it is never opened) unless `carrier` may reach its host."""
