@@ -341,3 +341,14 @@ def test_any_host_header_is_decided_or_a_400_never_an_internal_error(addon_ctx, 
     addon.requestheaders(f)
     assert f.response is None or f.response.status_code in (400, 451)
     assert sample(addon, "urlwarden_internal_errors_total", kind="request") == 0
+
+
+@pytest.mark.parametrize("sni", ["[junk", "a]b", ".."])
+def test_tls_with_an_unparseable_sni_is_refused(addon_ctx, sni):
+    addon, _ = addon_ctx
+    data = client_hello_data(sni, ("unlisted.test", 443))
+    addon.tls_clienthello(data)
+    hook = server_hooks.ServerConnectionHookData(client=data.context.client, server=connection.Server(address=("unlisted.test", 443)))
+    addon.server_connect(hook)
+    assert hook.server.error is not None
+    assert sample(addon, "urlwarden_requests_total", decision="bad_request") == 1

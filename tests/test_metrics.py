@@ -65,6 +65,7 @@ EXPECTED_FAMILIES = {
     "urlwarden_list_age_seconds": ("gauge", {"list"}),
     "urlwarden_tls_connections": ("counter", {"action"}),
     "urlwarden_uninspected_hosts": ("counter", {"outcome"}),
+    "urlwarden_refused_connections": ("counter", {"carrier"}),
     "urlwarden_internal_errors": ("counter", {"kind"}),
     "urlwarden_decision_duration_seconds": ("histogram", {"le"}),
     "urlwarden_build_info": ("gauge", {"version", "python", "mitmproxy"}),
@@ -82,6 +83,8 @@ def exercise(m: Metrics) -> None:
     m.count_allow_list_hit("exceptions")
     m.count_tls("intercept")
     m.count_uninspected("refuse")
+    m.count_refused_connection("tcp")
+    m.count_request("bad_request")
     m.count_error("tls_clienthello")
     m.observe_decision(4e-6)
 
@@ -302,3 +305,12 @@ def test_clock_going_back_a_day_starts_a_new_count(m, clock):
     clock.now -= 86400
     assert m.blocks_today() == {}
     assert m.today() == dt.date(2030, 3, 13)
+
+
+def test_refused_connections_by_carrier_and_unknown_carriers_refused(m):
+    m.count_refused_connection("udp")
+    m.count_refused_connection("udp")
+    assert value(m, "urlwarden_refused_connections_total", carrier="udp") == 2
+    assert value(m, "urlwarden_refused_connections_total", carrier="tcp") == 0
+    with pytest.raises(ValueError, match="unknown carrier"):
+        m.count_refused_connection("paths.test")  # never a host name as a label

@@ -54,3 +54,9 @@ def test_the_table_covers_every_status_and_carrier():
 )
 def test_may_upgrade(status, upgrade, allowed):
     assert may_upgrade(status, upgrade) is allowed
+
+
+def test_every_carrier_has_a_metric_label():
+    from urlwarden.metrics import CARRIERS
+
+    assert set(CARRIERS) == {c.value for c in Carrier}

@@ -18,7 +18,8 @@ from .feeds.manager import FeedManager
 from .lists import ParsedList, load_list
 from .matcher import HostStatus, Snapshot, Verdict, build
 
-__all__ = ["State", "TlsAction", "UnparseableName", "connection_status", "host_severity", "load_state", "rebuild", "request_verdict", "tls_action",
+__all__ = ["State", "TlsAction", "UnparseableName", "connection_status", "host_severity", "load_state", "rebuild",
+           "request_verdict", "tls_action",
            "tls_decision", "url_for", "open_feeds"]
 
 
