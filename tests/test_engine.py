@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from urlwarden.config import HttpsPolicy
-from urlwarden.engine import TlsAction, request_verdict, tls_action, url_for
+from urlwarden.engine import TlsAction, UnparseableName, connection_status, request_verdict, tls_action, url_for
 from urlwarden.lists import make_spec, parse_text
-from urlwarden.matcher import build
+from urlwarden.matcher import HostStatus, build
 
 PLAIN = "listed.test/\npaths.test/folder/\n"
 
@@ -84,3 +86,30 @@ def test_tls_action(intercept, uninspected, names, action):
 )
 def test_hashed_list_without_host_keys_is_handled_safely(intercept, uninspected, host, action):
     assert tls_action(hashed_without_host_keys(), HttpsPolicy(intercept, uninspected), [host]) is action
+
+
+# --- names that are not host names ------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["[junk", ":80", "a]b", "..", "[::1", ".", "a\r\n b", "a b"])
+def test_an_unparseable_name_is_its_own_error(bad):
+    with pytest.raises(UnparseableName):
+        request_verdict(snapshot(), "http", ["unlisted.test", bad], "/")
+
+
+def test_connection_status_fails_closed_on_unparseable_names():
+    snap = snapshot()
+    assert connection_status(snap, ["[junk"]) is HostStatus.UNKNOWN
+    assert connection_status(snap, ["[junk", "unlisted.test"]) is HostStatus.UNKNOWN
+    assert connection_status(snap, ["[junk", "listed.test"]) is HostStatus.WHOLE
+    assert connection_status(snap, ["unlisted.test", None]) is HostStatus.CLEAN
+
+
+@settings(max_examples=500, deadline=None)
+@given(name=st.text(max_size=40) | st.binary(max_size=20).map(lambda b: b.decode("latin-1")))
+def test_any_name_is_decided_or_unparseable(name):
+    snap = snapshot()
+    try:
+        request_verdict(snap, "http", [name], "/x")
+    except UnparseableName:
+        pass  # answered 400 by the addon; any other exception fails this test
+    assert connection_status(snap, [name]) in HostStatus
