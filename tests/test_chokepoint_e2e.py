@@ -288,3 +288,34 @@ def test_unparseable_connect_target_is_a_400(proxy_on_error, fresh_origin, bad):
     fresh_origin.wait_idle()
     assert status_of(answer) == 400, answer[:200]
     assert fresh_origin.connections == []
+
+
+# --- UDP: a mode that carries it cheaply on loopback (reverse:udp) ---------------------------------
+
+@pytest.mark.parametrize(("origin_addr", "reached"), [("127.0.0.3", False), ("127.0.0.4", True)],
+                         ids=["host with path entries", "clean host"])
+def test_udp_reaches_only_clean_hosts(tmp_path, origin_addr, reached):
+    """`reverse:udp` relays datagrams unread (a UDPLayer, like raw UDP or QUIC in transparent or
+    WireGuard mode): to a host with path-level entries nothing may arrive."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind((origin_addr, 0))
+    receiver.settimeout(0.2)
+    origin_port = receiver.getsockname()[1]
+    (tmp_path / "block.txt").write_text("127.0.0.3/private/\n")
+    config = tmp_path / "urlwarden.yaml"
+    config.write_text("lists:\n  - name: hotline\n    path: block.txt\n")
+    port, udp_port = free_port(), free_port()
+    argv = [URLWARDEN, "run", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--",
+            "--set", f"confdir={tmp_path / 'conf'}", "--mode", "regular",
+            "--mode", f"reverse:udp://{origin_addr}:{origin_port}@127.0.0.1:{udp_port}"]
+    with receiver, ProxyProcess(argv, port, workdir=tmp_path), \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        got = []
+        deadline = time.monotonic() + READ_TIMEOUT
+        while time.monotonic() < deadline and not got:
+            client.sendto(b"GET /private/a.jpg HTTP/1.1\r\n\r\n", ("127.0.0.1", udp_port))
+            try:
+                got.append(receiver.recv(2048))
+            except (TimeoutError, socket.timeout):
+                pass
+    assert bool(got) == reached
