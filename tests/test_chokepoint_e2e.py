@@ -11,6 +11,7 @@ import base64
 import os
 import socket
 import ssl
+import threading
 import sys
 import time
 import urllib.request
@@ -319,3 +320,60 @@ def test_udp_reaches_only_clean_hosts(tmp_path, origin_addr, reached):
             except (TimeoutError, socket.timeout):
                 pass
     assert bool(got) == reached
+
+
+# --- a server that answers 101 to something that is not a WebSocket ------------------------------
+
+class UpgradingOrigin:
+    """A one-connection origin that answers any request with ``101`` and ``Upgrade: h2c`` (as a
+    server that picks h2c from ``websocket, h2c`` would), then records every byte it receives."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.listener.settimeout(READ_TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+        self.head = b""
+        self.after = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(READ_TIMEOUT)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            self.head, _, self.after = data.partition(b"\r\n\r\n")
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+            self.after += read_all(conn)
+
+    def close(self):
+        self.thread.join(READ_TIMEOUT * 3)
+        self.listener.close()
+
+
+def test_a_101_that_is_not_a_websocket_relays_nothing_after_it(proxy):
+    upstream = UpgradingOrigin()
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+            sock.sendall(websocket_request("paths.test", upstream.port, "/public/ws"))
+            time.sleep(GAP)
+            try:
+                sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET /private/a.jpg\r\n")  # what h2c would carry
+            except OSError:
+                pass
+            answer = read_all(sock)
+    finally:
+        upstream.close()
+    assert upstream.head.startswith(b"GET /public/ws")  # the checked request went out...
+    assert status_of(answer) != 101 and answer == b""  # ...the 101 did not come back,
+    assert upstream.after == b""  # and not one byte followed it
