@@ -19,7 +19,8 @@ Where each decision is taken, so that a blocked host is never contacted:
   ``on_error`` says); refuses an ``Upgrade`` other than WebSocket to a host that is not clean.
   A request it lets through is noted as checked traffic for its destination.
 * ``responseheaders``: kills a ``101`` that is not a checked WebSocket on a host that is not
-  clean (mitmproxy would relay the connection as raw TCP after it).
+  clean (mitmproxy would relay the connection as raw TCP after it). A WebSocket is decided by
+  its opening request and this ``101``: mitmproxy 11's ``websocket_start`` cannot stop one.
 * ``tcp_start`` / ``udp_start``: raw TCP or UDP (bytes mitmproxy relays without parsing) to a
   host that is not clean: the server connection is refused before it opens, or, if it is open
   already, nothing more is relayed (``tcp_message`` / ``udp_message``).
