@@ -300,13 +300,14 @@ def test_requestheaders_refuses_upgrades_but_websocket_to_hosts_that_are_not_cle
         ("paths.test", "websocket", "websocket", False),
         ("paths.test", "websocket", "h2c", True),  # the server picked something else: raw after 101
         ("paths.test", "h2c", "h2c", True),
+        ("paths.test", "websocket", "WebSocket, h2c", True),
         ("unlisted.test", "h2c", "h2c", False),
     ],
 )
 def test_responseheaders_kills_a_101_that_is_not_a_checked_websocket(addon_ctx, host, request_upgrade,
                                                                      response_upgrade, killed):
     addon, _ = addon_ctx
-    f = flow_for(f"http://{host}/other", upgrade=request_upgrade)
+    f = flow_for(f"http://{host}/other", upgrade=request_upgrade, sec_websocket_version="13")
     f.server_conn.address = (host, 80)
     f.client_conn.sni = None
     f.response = tutils.tresp(status_code=101)

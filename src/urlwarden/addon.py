@@ -70,7 +70,7 @@ from .feeds.manager import FeedManager
 from .errors import UrlwardenError
 from .lists import parse_list_spec
 from .listenscope import ListenTooWide, plan_listen
-from .matcher import HostStatus, Verdict
+from .matcher import Verdict
 from .metrics import Metrics
 from .protocols import Carrier, may_reach, may_upgrade
 from .offload import Offloader, shorten_gil_switch_interval
@@ -568,9 +568,11 @@ class UrlWarden:
         response = flow.response
         if response is None or response.status_code != 101:
             return
-        # mitmproxy relays raw TCP after a 101 unless it is a WebSocket it can follow.
+        # mitmproxy relays raw TCP after a 101 unless it is a WebSocket it can follow (its own
+        # test, in proxy/layers/http: the answer's Upgrade and the request's version 13).
         websocket = (response.headers.get("upgrade", "").strip().lower() == "websocket"
-                     and flow.request.headers.get("upgrade", "").strip().lower() == "websocket")
+                     and flow.request.headers.get("upgrade", "").strip().lower() == "websocket"
+                     and flow.request.headers.get("sec-websocket-version", "").strip() == "13")
         carrier = Carrier.WEBSOCKET if websocket else Carrier.UPGRADE
         try:
             allowed = may_reach(connection_status(self.state.snapshot, request_names(flow)), carrier)
@@ -578,7 +580,8 @@ class UrlWarden:
             allowed = not self._internal_error("responseheaders", exc)
         if not allowed:
             self.metrics.count_refused_connection(carrier.value)
-            flow.kill()
+            if flow.killable:
+                flow.kill()
 
     def _bad_name(self, flow: http.HTTPFlow) -> None:
         """Answer 400: the request names something that is not a host. Nothing is sent upstream."""
