@@ -102,11 +102,12 @@ _BLANK_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 def request_verdict(snapshot: Snapshot, scheme: str, names: Iterable[str | None], path: str) -> Verdict | None:
     """The block verdict of the first blocked name; else an allow verdict if one matched; else None."""
     allowed: Verdict | None = None
-    for name in dict.fromkeys(n for n in names if n):
-        if _BLANK_OR_CONTROL.search(name):
-            # canon would strip or escape these (a URL may carry them); in a name they mean an
-            # obs-fold continuation or worse, and the origin may read the name another way
-            raise UnparseableName("a name the request is addressed by holds blanks or control characters")
+    names = dict.fromkeys(n for n in names if n)
+    if _BLANK_OR_CONTROL.search("".join(names)):
+        # canon would strip or escape these (a URL may carry them); in a name they mean an
+        # obs-fold continuation or worse, and the origin may read the name another way
+        raise UnparseableName("a name the request is addressed by holds blanks or control characters")
+    for name in names:
         try:
             verdict = snapshot.match(url_for(scheme, name, path))
         except ValueError:  # canon's word for "no valid host": the client's fault, not ours
