@@ -27,7 +27,6 @@ is counted, and is logged once per kind.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import time
@@ -40,20 +39,11 @@ from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from . import blockpage, logs, sdnotify
 from .admin import AdminServer
-from .config import AdminConfig, default_config_path, load_config
-from .engine import (
-    State,
-    TlsAction,
-    host_severity,
-    load_state,
-    open_feeds,
-    request_verdict,
-    tls_decision,
-)
-from .feedloop import FeedLoop
-from .feeds.manager import FeedManager
+from .config import AdminConfig, Config
+from .engine import State, TlsAction, host_severity, request_verdict, tls_decision
 from .errors import UrlwardenError
-from .lists import parse_list_spec
+from .feedloop import FeedLoop
+from .inforce import Runtime, describe, read_config
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
 from .offload import Offloader, shorten_gil_switch_interval
@@ -78,28 +68,40 @@ class NotReady(Exception):
 
 
 class UrlWarden:
-    def __init__(self, preloaded: tuple[State, FeedManager | None, object] | None = None) -> None:
-        self.state: State | None = None
-        # `urlwarden run` loads and checks config, lists and feeds before mitmproxy starts
-        self._preloaded = preloaded
+    """The hooks. What is in force (configuration, feeds, snapshot) belongs to `self.runtime`
+    (`urlwarden.inforce.Runtime`); this class loads it on `configure` and SIGHUP, runs its feed
+    loop, and reads its current value once per decision."""
+
+    def __init__(self, runtime: Runtime | None = None) -> None:
+        # `urlwarden run` loads and checks config, lists and feeds before mitmproxy starts, and
+        # hands over the runtime it loaded them into
         self.metrics = Metrics(mitmproxy_version=MITMPROXY_VERSION)
+        # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
+        self.runtime = runtime if runtime is not None else Runtime(offloader=Offloader())
+        self.runtime.attach_metrics(self.metrics)
         self.started = time.time()
         self._error_kinds_logged: set[str] = set()
         self._refused_clients: set[str] = set()
-        self._loaded_from: tuple[str, tuple[str, ...]] | None = None
         self._reload_task: asyncio.Task | None = None
         self._reload_again = False
         self._admin: AdminServer | None = None
         self._admin_config = AdminConfig()
         self._running = False
-        self.feeds: FeedManager | None = None
-        self._feeds_key = None
         self._feed_loop: FeedLoop | None = None
         self._feed_task: asyncio.Task | None = None
-        # required feeds with no list yet: until they have one, nothing is let through
-        self._missing_required: tuple[str, ...] = ()
-        # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
-        self._offloader = Offloader()
+        self._configured: Config | None = None  # the configuration `_follow_config` last applied
+
+    @property
+    def state(self) -> State | None:
+        """The configuration and snapshot in force (None before the first load)."""
+        current = self.runtime.current
+        return current.state if current is not None else None
+
+    @property
+    def _missing_required(self) -> tuple[str, ...]:
+        """Required feeds with no list yet: until they have one, nothing is let through."""
+        current = self.runtime.current
+        return current.missing_required if current is not None else ()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -123,7 +125,8 @@ class UrlWarden:
         logs.configure_logging("info")
 
     def configure(self, updated: set[str]) -> None:
-        first = self.state is None
+        current = self.runtime.current
+        first = self._configured is None
         if "connection_strategy" in ctx.options and ("connection_strategy" in updated or first):
             if ctx.options.connection_strategy != "lazy":
                 # Eager connections would contact a listed host before the request hook runs.
@@ -131,36 +134,22 @@ class UrlWarden:
         if ctx.options.urlwarden_private_logs:
             self._update_options(flow_detail=0, termlog_verbosity=PRIVATE_TERMLOG_VERBOSITY)
         wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
-        if self.state is None or wanted != self._loaded_from:
+        if current is None or wanted != current.source:
             # (mitmproxy repeats configure, e.g. for script loading and for rollbacks: load once per change)
             try:
-                loaded = self._preloaded or load_all(*wanted, self.feeds, self._feeds_key, self._offloader)
+                self.runtime.load(read_config(*wanted), source=wanted)
             except UrlwardenError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
-            self._preloaded = None
-            self._apply(*loaded, wanted)
+        elif first:  # loaded by `urlwarden run` before mitmproxy's logging was set up
+            log.info("lists loaded: %s", describe(current.state))
+        if self.state is not None and self.state.config is not self._configured:
+            self._follow_config(self.state.config)
 
-    def _apply(self, state: State, feeds: FeedManager | None, feeds_key, loaded_from: tuple[str, tuple[str, ...]]) -> None:
-        """Make `state` the one in force, and bring everything that follows from it in line."""
-        self.state = state  # the one assignment that swaps the new lists in
-        self._loaded_from = loaded_from
-        if feeds is not self.feeds:
-            old, self.feeds, self._feeds_key = self.feeds, feeds, feeds_key
-            if self._running:
-                self._restart_feed_loop()
-            if old is not None:
-                old.close()
-        config = state.config
+    def _follow_config(self, config: Config) -> None:
+        """Bring what follows from the configuration in force in line: log level, mitmproxy's
+        access options, the admin listener (on the event loop: it changes mitmproxy's options)."""
+        self._configured = config
         logs.configure_logging(config.logging.level)
-        self.metrics.lists_from_snapshot(state.snapshot.stats.lists)
-        self.metrics.forget_lists(ls.name for ls in state.snapshot.stats.lists)
-        for status in feeds.statuses() if feeds else ():
-            self.metrics.list_loaded(status.name, status.entries, at=status.last_success)
-        self._missing_required = tuple(feeds.unavailable_required()) if feeds else ()
-        settle_garbage_collector()
-        if self._missing_required:
-            log.warning("required feed(s) %s have no list yet: every request is refused until they do",
-                        ", ".join(self._missing_required))
         access = {"proxyauth": f"@{config.access.proxy_auth_file}" if config.access.proxy_auth_file else None}
         if config.access.explicit:
             access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
@@ -173,7 +162,6 @@ class UrlWarden:
                 startup_log.error("urlwarden: %s", exc)
             else:
                 log.error("admin listener not restarted: %s; the proxy goes on without it", exc)
-        log.info("lists loaded: %s", describe(state))
 
     @staticmethod
     def _update_options(**values) -> None:
@@ -184,13 +172,20 @@ class UrlWarden:
     def running(self) -> None:
         self._running = True
         shorten_gil_switch_interval()
-        self._restart_feed_loop()
+        self._start_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         except (NotImplementedError, RuntimeError):  # no signals on this platform or loop
             pass
         sdnotify.ready()
+
+    def _start_feed_loop(self) -> None:
+        """One feed loop for the life of the proxy, from the first configuration with feeds on
+        (it follows the runtime's feeds across reloads)."""
+        if self._feed_task is None and self.runtime.feeds is not None:
+            self._feed_loop = FeedLoop(self.runtime)
+            self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop.run())
 
     def done(self) -> None:
         sdnotify.stopping()
@@ -203,37 +198,7 @@ class UrlWarden:
             self._admin = None
         if self._feed_task is not None:
             self._feed_task.cancel()
-        if self.feeds is not None:
-            self.feeds.close()
-        self._offloader.stop()
-
-    def _restart_feed_loop(self) -> None:
-        if self._feed_task is not None:
-            self._feed_task.cancel()
-            self._feed_task = self._feed_loop = None
-        if self.feeds is None:
-            return
-        self._feed_loop = FeedLoop(self.feeds, self._feeds_changed, self.metrics, offloader=self._offloader)
-        self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop.run())
-
-    async def _feeds_changed(self) -> None:
-        """A feed published a new list: rebuild the snapshot aside, then swap it in."""
-        manager, state = self.feeds, self.state
-        if manager is None or state is None:
-            return
-        try:
-            new_state = await asyncio.to_thread(
-                self._offloader.run, "rebuild", state.config, state.static_block, state.allow, manager.lists())
-        except UrlwardenError as exc:
-            log.error("feed update not applied, the current lists stay: %s", exc)
-            return
-        except Exception as exc:  # a bug must not end the feed loop: the next update tries again
-            log.error("feed update not applied (%s), the current lists stay", type(exc).__name__)
-            return
-        if self.state is state and self.feeds is manager:  # nothing was reloaded meanwhile
-            self.state = new_state
-            self._missing_required = tuple(manager.unavailable_required())
-            settle_garbage_collector()
+        self.runtime.close()
 
     def _restart_admin(self, admin: AdminConfig) -> None:
         if self._admin is not None and admin == self._admin_config:
@@ -263,8 +228,9 @@ class UrlWarden:
             sdnotify.reloading()
             wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
             try:
-                loaded = await asyncio.to_thread(load_all, *wanted, self.feeds, self._feeds_key, self._offloader)
-                self._apply(*loaded, wanted)
+                await asyncio.to_thread(lambda: self.runtime.load(read_config(*wanted), source=wanted))
+                self._follow_config(self.state.config)
+                self._start_feed_loop()
             except UrlwardenError as exc:
                 log.error("reload rejected, the running configuration stays: %s", exc)
             if self._feed_loop is not None:
@@ -276,37 +242,10 @@ class UrlWarden:
     # --- admin providers (called on the admin listener's threads; read immutable values only) ----
 
     def readiness(self) -> tuple[bool, list[str]]:
-        state, feeds = self.state, self.feeds
-        if state is None:
-            return False, ["lists not loaded"]
-        reasons = [] if self._running else ["proxy not running"]
-        loaded = {ls.name for ls in state.snapshot.stats.lists}
-        reasons += [f"{lc.name}: not loaded" for lc in state.config.static_lists if lc.name not in loaded]
-        for status in feeds.statuses() if feeds else ():
-            if status.required and (status.entries == 0 or status.name not in loaded):
-                reasons.append(f"{status.name}: not loaded")  # (not yet in the snapshot in force)
-            elif status.required and status.stale:
-                reasons.append(f"{status.name}: stale")
-        return not reasons, reasons
+        return self.runtime.readiness(self._running)
 
     def status(self) -> dict:
-        state, feeds = self.state, self.feeds
-        ages = self.metrics.list_ages()
-        last = self.metrics.last_success()
-        feed_status = {s.name: s for s in feeds.statuses()} if feeds else {}
-        lists = []
-        if state is not None:
-            for ls in state.snapshot.stats.lists:
-                entry = {"name": ls.name, "kind": ls.action, "entries": ls.entries, "format": ls.format,
-                         "last_success": last.get(ls.name), "age_seconds": ages.get(ls.name)}
-                fs = feed_status.get(ls.name)
-                if fs is not None:
-                    entry.update(version=describe_version(fs.version), checksum=fs.checksum, stale=fs.stale,
-                                 last_error=fs.last_error, last_success=fs.last_success, age_seconds=fs.age)
-                lists.append(entry)
-        ready, _ = self.readiness()
-        return {"started": self.started, "uptime_seconds": time.time() - self.started, "ready": ready,
-                "lists": lists}
+        return self.runtime.status(self.started, self._running)
 
     # --- connection level ----------------------------------------------------------------------
 
@@ -379,13 +318,14 @@ class UrlWarden:
             self.metrics.count_request("error")
             self.metrics.count_error("oversized")
             return
-        if self._missing_required:
+        inforce = self.runtime.current  # one read: this decision uses this snapshot throughout
+        if inforce is not None and inforce.missing_required:
             self.metrics.count_request("error")
             self.metrics.count_error("not_ready")
             flow.request.stream = False
             flow.response = http.Response.make(503, NOT_READY_BODY, {"Cache-Control": "no-store", "Retry-After": "30"})
             return
-        state = self.state
+        state = inforce.state if inforce is not None else None
         try:
             # (a State that failed to load is None: the AttributeError below then applies on_error)
             verdict = request_verdict(state.snapshot, flow.request.scheme, request_names(flow), flow.request.path)
@@ -472,46 +412,3 @@ def request_names(flow: http.HTTPFlow) -> list[str | None]:
         names.append(flow.server_conn.address[0])
     names.append(flow.client_conn.sni)
     return names
-
-
-def settle_garbage_collector() -> None:
-    """Keep the cyclic garbage collector off the loaded lists.
-
-    A million-entry list is millions of long-lived objects that hold no reference cycles; every
-    full collection walked them all (about 70 ms with 1M entries, seen as request stalls). Moving
-    what exists now to the permanent generation spares them; refcounting still frees them when a
-    reload drops them.
-    """
-    gc.freeze()
-
-
-def load_all(config_path: str, list_specs: Sequence[str], feeds: FeedManager | None, feeds_key,
-             offloader: Offloader | None = None) -> tuple[State, FeedManager | None, object]:
-    """Configuration, static lists and feeds (restored from last-known-good, no network); raises UrlwardenError.
-
-    With an `offloader` the lists are parsed and compiled in a child process (a reload while
-    serving); without, here (at start-up, when no request is waiting).
-    """
-    config = load_config(config_path or default_config_path())
-    if list_specs:
-        config = config.with_lists([parse_list_spec(s) for s in list_specs])
-    manager, key = open_feeds(config, feeds, feeds_key)
-    feed_lists = manager.lists() if manager else ()
-    if offloader is None:
-        state = load_state(config, feed_lists)
-    else:
-        state = offloader.run("load_state", config, tuple(feed_lists))
-    return state, manager, key
-
-
-def describe_version(version) -> str | None:
-    """A feed version for people: its serial, else its ETag, else its Last-Modified date."""
-    if version is None:
-        return None
-    return version.serial or version.etag or version.last_modified
-
-
-def describe(state: State) -> str:
-    """One line for logs and the console: what is loaded (never list contents)."""
-    parts = [f"{ls.action} list {ls.name}: {ls.entries} entries ({ls.format})" for ls in state.snapshot.stats.lists]
-    return "; ".join(parts) if parts else "no lists loaded: nothing will be blocked"

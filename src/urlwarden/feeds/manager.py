@@ -86,6 +86,7 @@ __all__ = [
     "DEFAULT_MAX_SHRINK",
     "SOURCES",
     "UPDATE_KINDS",
+    "FeedLists",
     "FeedManager",
     "FeedSpec",
     "FeedStatus",
@@ -217,6 +218,22 @@ class FeedStatus:
     stale: bool
     next_refresh_at: float
     lkg_saved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLists:
+    """The feeds' lists in force at one moment (`FeedManager.lists_in_force`).
+
+    generation        the manager's `generation` they belong to
+    lists             the lists, in configuration order (feeds without a list left out)
+    versions          feed name -> (version, checksum) of each list
+    missing_required  required feeds without any list
+    """
+
+    generation: int
+    lists: tuple[ParsedList, ...] = ()
+    versions: Mapping[str, tuple[FeedVersion | None, str | None]] = field(default_factory=dict)
+    missing_required: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +390,21 @@ class FeedManager:
         """The lists in force, in configuration order (feeds without a list are left out)."""
         states = [self._states[name] for name in self._specs]
         return [state.parsed for state in states if state.parsed is not None]
+
+    def lists_in_force(self) -> FeedLists:
+        """The lists in force with the generation they belong to, read together (one lock): what a
+        snapshot is built from, and what it can later be compared with (`generation`)."""
+        with self._lock:
+            states = [(name, self._states[name]) for name in self._specs]
+            generation = self._generation
+        return FeedLists(
+            generation=generation,
+            lists=tuple(state.parsed for _, state in states if state.parsed is not None),
+            versions=MappingProxyType({name: (state.version, state.checksum)
+                                       for name, state in states if state.parsed is not None}),
+            missing_required=tuple(name for name, state in states
+                                   if state.parsed is None and self._specs[name].required),
+        )
 
     def status(self, name: str) -> FeedStatus:
         spec = self.spec(name)
