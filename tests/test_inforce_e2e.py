@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.clients import curl
+from tests.support.clients import curl, raw_http, status_of
 from tests.support.feedserver import FeedServer, Reply
 from tests.support.proxyproc import ProxyProcess, free_port
 
@@ -121,3 +121,83 @@ lists:
             assert curl("http://new.feed.test/x", proxy=proxy.port).status == 451
             assert curl("http://f7.feed.test/x", proxy=proxy.port).status == 451
             assert curl("http://s59999.static.test/x", proxy=proxy.port).status == 451
+
+
+LEAK_ENTRIES = 50_000
+RELOADS = 5
+
+
+def mappings_and_fds(pid: int) -> tuple[int, int, int]:
+    """(hand-over file mappings, deleted-file mappings, open file descriptors) of process `pid`."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    handover = sum("urlwarden-build" in line for line in maps)
+    deleted = sum(line.endswith("(deleted)") for line in maps)
+    return handover, deleted, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class Traffic:
+    """A little traffic while the proxy reloads: one client, blocked URLs (no upstream, no DNS)."""
+
+    def __init__(self, port: int):
+        self.port, self.stop, self.answers = port, threading.Event(), []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while i < 5000 and not self.stop.wait(0.02):
+            host = f"e{i % LEAK_ENTRIES}.leak.test"
+            request = f"GET http://{host}/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            self.answers.append(status_of(raw_http("127.0.0.1", self.port, request, timeout=10)))
+            i += 1
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_reloads_release_the_snapshots_they_replace(tmp_path):
+    (tmp_path / "big.txt").write_text("".join(f"e{i}.leak.test/\n" for i in range(LEAK_ENTRIES)))
+    config = tmp_path / "urlwarden.yaml"
+    config.write_text("lists:\n  - name: big\n    path: big.txt\n")
+    with start(tmp_path, config) as proxy, Traffic(proxy.port) as traffic:
+        pid = proxy.pid
+        # SIGHUP reloads only once the addon runs (the banner comes after it); before, it ends mitmdump
+        wait_for(lambda: "proxy listening on" in proxy.stderr(), "the proxy to run")
+
+        def reload_and_settle(n: int) -> None:
+            loads = proxy.stdout().count('"lists loaded: ')
+            proxy.send_signal(signal.SIGHUP)
+            wait_for(lambda: proxy.stdout().count('"lists loaded: ') > loads, f"reload {n} to end", timeout=60)
+
+        reload_and_settle(1)
+        after_first = mappings_and_fds(pid)
+        rss_first = rss_kib(pid)
+        for n in range(2, RELOADS + 1):
+            reload_and_settle(n)
+        # the old snapshot goes with the last decision that read it: poll, bounded
+        def settled():
+            now = mappings_and_fds(pid)
+            # (+2 descriptors: the client's connection and a log file may come and go)
+            return now[0] <= after_first[0] and now[1] <= after_first[1] and now[2] <= after_first[2] + 2
+
+        try:
+            wait_for(settled, "mappings and descriptors back to where they were", timeout=20)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: (build-file maps, deleted maps, fds) after the first reload "
+                                 f"{after_first}, after {RELOADS}: {mappings_and_fds(pid)}") from None
+        print(f"RSS after reload 1: {rss_first} KiB; after {RELOADS}: {rss_kib(pid)} KiB")
+        assert rss_kib(pid) - rss_first < 40 * 1024, (rss_first, rss_kib(pid))
+        assert set(traffic.answers) <= {451}, set(traffic.answers)
+    assert len(traffic.answers) > 0
