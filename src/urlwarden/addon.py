@@ -2,8 +2,13 @@
 
 Where each decision is taken, so that a blocked host is never contacted:
 
-* ``configure``: loads the configuration and lists aside, then swaps them in with one assignment;
-  forces ``connection_strategy=lazy`` (mitmproxy connects upstream before the request hook
+What is in force (configuration, feed manager, compiled lists) belongs to a
+`urlwarden.inforce.Runtime`, shared with the Squid helper: it loads, rebuilds after feed
+updates, serializes the two and releases what it replaces. This class is the hooks: each
+decision reads the runtime's value in force once and uses it throughout.
+
+* ``configure``: has the runtime load the configuration and lists (once per change of the
+  options; `urlwarden run` hands over a runtime loaded already); forces ``connection_strategy=lazy`` (mitmproxy connects upstream before the request hook
   otherwise) and, with ``urlwarden_private_logs`` (default on), ``flow_detail=0`` and
   mitmproxy's own log cut to errors (it would print every URL and client it relays).
 * ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else.
@@ -14,9 +19,10 @@ Where each decision is taken, so that a blocked host is never contacted:
   and before any upstream connection.
 * ``server_connect``: the last guard: a server connection to a host listed whole, or one marked
   refused, is killed before it is opened.
-* ``running``: starts the feed refresher, tells systemd READY=1, and makes SIGHUP reload the
-  configuration and lists (built in a child process, `urlwarden.offload`; a bad new
-  configuration is rejected whole). It also shortens the GIL switch interval, so that a
+* ``running``: starts the feed loop (`urlwarden.feedloop`, over the runtime), tells systemd
+  READY=1, and makes SIGHUP reload the configuration and lists through the runtime (built in a
+  child process, `urlwarden.offload`, off the event loop; a bad new configuration is rejected
+  whole), then refresh every feed. It also shortens the GIL switch interval, so that a
   background thread never keeps the event loop waiting for more than half a millisecond. The
   admin listener starts with the configuration, so a port in use stops start-up with its reason.
 
