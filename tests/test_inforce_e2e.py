@@ -181,22 +181,23 @@ def test_reloads_release_the_snapshots_they_replace(tmp_path):
             proxy.send_signal(signal.SIGHUP)
             wait_for(lambda: proxy.stdout().count('"lists loaded: ') > loads, f"reload {n} to end", timeout=60)
 
+        at_start = mappings_and_fds(pid)  # one snapshot in force: the start-up one
+        assert at_start[0] > 0
         reload_and_settle(1)
-        after_first = mappings_and_fds(pid)
         rss_first = rss_kib(pid)
         for n in range(2, RELOADS + 1):
             reload_and_settle(n)
         # the old snapshot goes with the last decision that read it: poll, bounded
-        def settled():
+        def settled():  # one snapshot's mappings again: every replaced one released
             now = mappings_and_fds(pid)
             # (+2 descriptors: the client's connection and a log file may come and go)
-            return now[0] <= after_first[0] and now[1] <= after_first[1] and now[2] <= after_first[2] + 2
+            return now[0] <= at_start[0] and now[1] <= at_start[1] and now[2] <= at_start[2] + 2
 
         try:
             wait_for(settled, "mappings and descriptors back to where they were", timeout=20)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}: (build-file maps, deleted maps, fds) after the first reload "
-                                 f"{after_first}, after {RELOADS}: {mappings_and_fds(pid)}") from None
+            raise AssertionError(f"{exc}: (build-file maps, deleted maps, fds) at start {at_start}, "
+                                 f"after {RELOADS} reloads: {mappings_and_fds(pid)}") from None
         print(f"RSS after reload 1: {rss_first} KiB; after {RELOADS}: {rss_kib(pid)} KiB")
         assert rss_kib(pid) - rss_first < 40 * 1024, (rss_first, rss_kib(pid))
         assert set(traffic.answers) <= {451}, set(traffic.answers)

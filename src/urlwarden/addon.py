@@ -49,7 +49,7 @@ from .config import AdminConfig, Config
 from .engine import State, TlsAction, host_severity, request_verdict, tls_decision
 from .errors import UrlwardenError
 from .feedloop import FeedLoop
-from .inforce import Runtime, describe, read_config
+from .inforce import InForce, Runtime, read_config
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
 from .offload import Offloader, shorten_gil_switch_interval
@@ -64,6 +64,9 @@ MAX_HEADER_BYTES = 64 * 1024
 """Request headers larger than this in all are refused with 431; mitmproxy itself sets no limit."""
 MAX_HEADER_COUNT = 200
 """More request header fields than this are refused with 431."""
+RELEASE_GRACE = 5.0
+"""Seconds after a reload when the lists it replaced must be unused (a decision takes well under
+a millisecond): `Runtime.release_retired` then frees them if stray references kept them."""
 NOT_READY_BODY = b"urlwarden is starting: a required list is not loaded yet, so nothing is let through.\n"
 ERROR_STATUS = 503
 ERROR_BODY = b"urlwarden could not check this request, so it was not sent (on_error: block).\n"
@@ -146,8 +149,6 @@ class UrlWarden:
                 self.runtime.load(read_config(*wanted), source=wanted)
             except UrlwardenError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
-        elif first:  # loaded by `urlwarden run` before mitmproxy's logging was set up
-            log.info("lists loaded: %s", describe(current.state))
         if self.state is not None and self.state.config is not self._configured:
             self._follow_config(self.state.config)
 
@@ -239,6 +240,8 @@ class UrlWarden:
                 self._start_feed_loop()
             except UrlwardenError as exc:
                 log.error("reload rejected, the running configuration stays: %s", exc)
+            # once no request can still be using the lists replaced, make sure they are freed
+            asyncio.get_running_loop().call_later(RELEASE_GRACE, self.runtime.release_retired)
             if self._feed_loop is not None:
                 self._feed_loop.refresh_all_now()  # SIGHUP also refreshes every feed now
             sdnotify.ready()
@@ -324,19 +327,15 @@ class UrlWarden:
             self.metrics.count_request("error")
             self.metrics.count_error("oversized")
             return
-        inforce = self.runtime.current  # one read: this decision uses this snapshot throughout
-        if inforce is not None and inforce.missing_required:
-            self.metrics.count_request("error")
-            self.metrics.count_error("not_ready")
-            flow.request.stream = False
-            flow.response = http.Response.make(503, NOT_READY_BODY, {"Cache-Control": "no-store", "Retry-After": "30"})
-            return
-        state = inforce.state if inforce is not None else None
+        missing = False
         try:
-            # (a State that failed to load is None: the AttributeError below then applies on_error)
-            verdict = request_verdict(state.snapshot, flow.request.scheme, request_names(flow), flow.request.path)
-            if verdict is not None and verdict.blocked:
-                self._block(flow, verdict, state)
+            # One read of what is in force, inside `request_decision`: this frame keeps only the
+            # verdict and the configuration, never the snapshot (see `request_decision`).
+            missing, verdict, config = request_decision(self.runtime.current, flow)
+            if missing:
+                pass  # (answered below, outside this handler)
+            elif verdict is not None and verdict.blocked:
+                self._block(flow, verdict, config)
             elif verdict is not None:
                 self.metrics.count_allow_list_hit(verdict.list_name)
             else:
@@ -345,22 +344,28 @@ class UrlWarden:
             if self._internal_error("request", exc):
                 flow.request.stream = False
                 flow.response = http.Response.make(ERROR_STATUS, ERROR_BODY, {"Cache-Control": "no-store"})
+        if missing:
+            self.metrics.count_request("error")
+            self.metrics.count_error("not_ready")
+            flow.request.stream = False
+            flow.response = http.Response.make(503, NOT_READY_BODY, {"Cache-Control": "no-store", "Retry-After": "30"})
+            return
         self.metrics.observe_decision(time.perf_counter() - started)
 
-    def _block(self, flow: http.HTTPFlow, verdict: Verdict, state: State) -> None:
-        policy = state.config.policy_for(verdict.list_name)
+    def _block(self, flow: http.HTTPFlow, verdict: Verdict, config: Config) -> None:
+        policy = config.policy_for(verdict.list_name)
         self.metrics.count_block(verdict.list_name)
         flow.metadata["urlwarden"] = {"decision": "block", "list": verdict.list_name, "entry": verdict.entry_id}
         # Never the URL: list and entry id identify the block without repeating what was asked for.
         event = logs.block_event(verdict.list_name, verdict.entry_id, "block", policy.mode,
-                                 client=flow.client_conn.peername, log_clients=state.config.logging.client_addresses)
+                                 client=flow.client_conn.peername, log_clients=config.logging.client_addresses)
         log.info("blocked list=%s entry=%s mode=%s", verdict.list_name, verdict.entry_id, policy.mode,
                  extra={"event": event})
         if policy.mode == "close":
             flow.kill()
             return
         flow.request.stream = False  # mitmproxy refuses a response on a streaming request
-        flow.response = block_response(verdict, policy, state, flow.request.headers)
+        flow.response = block_response(verdict, policy, config, flow.request.headers)
 
     def _internal_error(self, where: str, exc: Exception) -> bool:
         """Count and log (once per kind) an internal error; True when on_error says block."""
@@ -374,14 +379,32 @@ class UrlWarden:
         return self.state is None or self.state.config.on_error == "block"
 
 
-def block_response(verdict: Verdict, policy: blockpage.ListPolicy, state: State,
+def request_decision(inforce: InForce | None, flow: http.HTTPFlow) -> tuple[bool, Verdict | None, Config]:
+    """(a required feed has no list yet, the verdict, the configuration) for a request, from
+    what is in force.
+
+    The snapshot is only referenced in this frame, which ends before any response is built.
+    Why it matters: mitmproxy's type checks (run when a `Response` is made) leave exceptions in
+    reference cycles with their frames, and a frame kept in such a cycle keeps its callers'
+    frames and locals until the cyclic collector runs, often hours later in its oldest
+    generation: a caller's local holding the snapshot kept a replaced one, with its memory
+    maps, alive that long.
+    """
+    if inforce is not None and inforce.missing_required:
+        return True, None, inforce.state.config
+    state = inforce.state  # (nothing loaded yet: the AttributeError applies on_error)
+    verdict = request_verdict(state.snapshot, flow.request.scheme, request_names(flow), flow.request.path)
+    return False, verdict, state.config
+
+
+def block_response(verdict: Verdict, policy: blockpage.ListPolicy, config: Config,
                    headers: http.Headers) -> http.Response:
     """The block page for a request with these headers, as a mitmproxy response."""
     page = blockpage.render(
         list_name=verdict.list_name,
         entry_id=verdict.entry_id,
         policy=policy,
-        page=state.config.page,
+        page=config.page,
         accept_language=headers.get("accept-language"),
         accept=headers.get("accept"),
         sec_fetch_dest=headers.get("sec-fetch-dest"),

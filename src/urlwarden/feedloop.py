@@ -42,6 +42,9 @@ class FeedLoop:
             await self._sleep()
 
     async def round(self) -> None:
+        # (no decision is under way while this coroutine runs: a snapshot replaced by the last
+        # round's rebuild is unused now)
+        self.runtime.release_retired()
         refresh_all, self._refresh_all = self._refresh_all, False
         manager = self.runtime.feeds
         changed = False

@@ -32,11 +32,15 @@ Snapshot lifetime: the runtime holds only the value in force. The previous one (
 maps of its hand-over file, `urlwarden.snapfile`, whose file is already deleted) is freed by
 reference counting as soon as the last decision that read it returns; nothing in a snapshot
 forms a reference cycle, and nothing is moved out of the collector's reach (no ``gc.freeze``).
-`retained_snapshots` counts the replaced ones still alive, for tests and diagnostics.
+Decisions keep the snapshot out of frames that call into other libraries; as a safety net, the
+front end calls `release_retired` some seconds after a swap, which runs one full collection if
+a replaced snapshot is still alive (held by garbage in a cycle). `retained_snapshots` counts
+the replaced ones still alive.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import threading
@@ -99,7 +103,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._current: InForce | None = None
         self._feeds_key = None
-        self._retired: list[weakref.ref[State]] = []  # replaced states, by weak reference
+        self._retired: list[tuple[int, weakref.ref[State]]] = []  # (generation, replaced state)
+        self._collected_upto = 0  # release_retired collected for the states replaced up to here
         self._stale_reported: set[str] = set()
         self._closed = False
 
@@ -125,8 +130,31 @@ class Runtime:
     def retained_snapshots(self) -> int:
         """Replaced states still alive (held by a decision under way, or leaked)."""
         with self._lock:
-            self._retired = [ref for ref in self._retired if ref() is not None]
+            self._retired = [(g, ref) for g, ref in self._retired if ref() is not None]
             return len(self._retired)
+
+    def release_retired(self) -> int:
+        """Free replaced snapshots that only garbage still refers to; the number still alive.
+
+        Decisions hold the value in force only for their own length, so a replaced snapshot
+        normally goes with the last decision that read it. But a frame of such a decision can
+        end up in a reference cycle (a library keeping an exception with its traceback in a
+        local), which only the cyclic collector frees, and maybe not for hours. So, some
+        seconds after a swap, when no decision can still be using the old snapshot: if one is
+        still alive, one full collection (tens of milliseconds; at most once per replaced
+        snapshot, and only then).
+        """
+        with self._lock:
+            self._retired = [(g, ref) for g, ref in self._retired if ref() is not None]
+            newest = max((g for g, _ in self._retired), default=0)
+            if newest <= self._collected_upto:
+                return len(self._retired)  # one collection per replaced snapshot at most
+            self._collected_upto = newest
+        gc.collect()
+        left = self.retained_snapshots()
+        if left:
+            log.debug("%d replaced snapshot(s) still referenced after a full collection", left)
+        return left
 
     # --- changing (serialized) ---------------------------------------------------------------
 
@@ -293,8 +321,8 @@ class Runtime:
         new = InForce(state=state, feeds=manager, feed_lists=feed_lists, generation=generation, source=source)
         self._current = new
         if old is not None:
-            self._retired = [ref for ref in self._retired if ref() is not None]
-            self._retired.append(weakref.ref(old.state))
+            self._retired = [(g, ref) for g, ref in self._retired if ref() is not None]
+            self._retired.append((old.generation, weakref.ref(old.state)))
         del old
         self._update_metrics(new)
         if new.missing_required:

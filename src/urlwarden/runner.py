@@ -25,10 +25,12 @@ from .engine import State
 def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, int] | None,
         mitmproxy_args: Sequence[str]) -> int:
     """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code."""
+    from . import logs
     from .inforce import Runtime, read_config
     from .offload import Offloader
 
     config = read_config(config_path or str(default_config_path()), list_specs)
+    logs.configure_logging(config.logging.level)  # (as the addon will: the load below logs what it loaded)
     source = str(Path(config.source).resolve())
     runtime = Runtime(offloader=Offloader())
     # the option values the addon will see, so that it recognises what is loaded already

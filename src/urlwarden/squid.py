@@ -432,6 +432,7 @@ class SquidHelper:
         """One round: reload on SIGHUP or on changed files, pick up other processes' feed
         updates, refresh the feeds that are due. Errors are logged; the state in force stays."""
         try:
+            self.runtime.release_retired()  # what the last round replaced is unused by now
             self._check_files()
             self._check_feeds()
         except Exception as exc:  # never end the thread: the next round tries again
