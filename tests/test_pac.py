@@ -1,4 +1,6 @@
-"""/proxy.pac on the admin listener: served without the token, fail-closed, and free of list contents.
+"""The PAC file (urlwarden.pacfile): served at /proxy.pac without the token, printed by
+``urlwarden pac`` (also as a data: URL), without DIRECT fallback, and free of list contents.
+What browsers do with it when the proxy is down is tested in test_pac_browser.py.
 
 The PAC's logic is run for real with ``node`` when it is installed (scripts/system-deps installs
 it), against stub PAC helpers that refuse to resolve names; without node that test skips.
@@ -6,6 +8,7 @@ it), against stub PAC helpers that refuse to resolve names; without node that te
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -14,7 +17,9 @@ import subprocess
 
 import pytest
 
-from urlwarden.admin import PAC_CONTENT_TYPE, AdminServer, parse_pac_proxy, render_pac
+from urlwarden.admin import AdminServer
+from urlwarden.cli import main
+from urlwarden.pacfile import PAC_CONTENT_TYPE, default_pac_proxy, pac_data_url, parse_pac_proxy, render_pac
 from urlwarden.config import default_config_path, load_config
 from urlwarden.errors import ConfigError
 from urlwarden.export import list_hosts
@@ -115,7 +120,7 @@ def test_bad_pac_proxy_values_are_config_errors(value, message):
 
 # --- what the file says ------------------------------------------------------------------------------
 
-def test_the_pac_fails_closed():
+def test_the_pac_has_no_direct_fallback():
     text = render_pac(PROXY)
     returns = re.findall(r"return ([^;]+);", text)
     assert set(returns) == {"proxy", '"DIRECT"'}
@@ -149,6 +154,63 @@ def test_the_pac_reveals_no_list_contents():
         if item.lower() in ("url",):  # the csv header cell
             continue
         assert item.lower() not in text, item
+
+
+# --- urlwarden pac -------------------------------------------------------------------------------------
+
+def test_the_data_url_holds_the_same_bytes():
+    text = render_pac(PROXY)
+    url = pac_data_url(text)
+    prefix = "data:application/x-ns-proxy-autoconfig;base64,"
+    assert url.startswith(prefix) and url.isascii() and "\n" not in url
+    assert base64.b64decode(url[len(prefix):], validate=True).decode("ascii") == text
+
+
+@pytest.mark.parametrize(("listen", "expected"), [
+    (("127.0.0.1", 8080), "127.0.0.1:8080"),
+    (("::1", 3128), "[::1]:3128"),
+    (("proxy.home.arpa", 8080), "proxy.home.arpa:8080"),
+    (("0.0.0.0", 8080), None),
+    (("::", 8080), None),
+    (("", 8080), None),
+])
+def test_default_pac_proxy_is_the_listen_address(listen, expected):
+    assert default_pac_proxy(listen) == expected
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "urlwarden.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(("config", "proxy"), [
+    (None, "127.0.0.1:8080"),  # the embedded default: listen 127.0.0.1:8080
+    ("listen: 127.0.0.2:3128\n", "127.0.0.2:3128"),
+    ("listen: 0.0.0.0:3128\nadmin:\n  pac_proxy: 192.168.1.10:3128\n", "192.168.1.10:3128"),
+])
+def test_urlwarden_pac_prints_the_file_and_its_data_url(tmp_path, capsys, config, proxy):
+    args = [] if config is None else ["--config", write(tmp_path, config)]
+    assert main(["pac", *args]) == 0
+    assert capsys.readouterr().out == render_pac(proxy)
+    assert main(["pac", *args, "--data-url"]) == 0
+    assert capsys.readouterr().out == pac_data_url(render_pac(proxy)) + "\n"
+    assert main(["pac", *args, "--proxy", "[2001:db8::1]:8080"]) == 0
+    assert capsys.readouterr().out == render_pac("[2001:db8::1]:8080")
+
+
+@pytest.mark.parametrize(("config", "proxy", "message"), [
+    ("listen: 0.0.0.0:3128\n", None, "listens on every address (0.0.0.0:3128); give the address browsers use"),
+    (None, "0.0.0.0:8080", "--proxy: 0.0.0.0 is not an address clients can reach"),
+    (None, "proxy test:80", "--proxy: 'proxy test' is neither an IP address nor a host name"),
+])
+def test_urlwarden_pac_refuses_what_browsers_cannot_use(tmp_path, capsys, config, proxy, message):
+    args = [] if config is None else ["--config", write(tmp_path, config)]
+    args += [] if proxy is None else ["--proxy", proxy]
+    assert main(["pac", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("urlwarden: ") and message in captured.err
 
 
 # --- what the file does (node) ----------------------------------------------------------------------

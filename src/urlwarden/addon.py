@@ -10,7 +10,10 @@ decision reads the runtime's value in force once and uses it throughout.
 * ``configure``: has the runtime load the configuration and lists (once per change of the
   options; `urlwarden run` hands over a runtime loaded already); forces ``connection_strategy=lazy`` (mitmproxy connects upstream before the request hook
   otherwise) and, with ``urlwarden_private_logs`` (default on), ``flow_detail=0`` and
-  mitmproxy's own log cut to errors (it would print every URL and client it relays).
+  mitmproxy's own log cut to errors (it would print every URL and client it relays). Before
+  mitmproxy binds, it applies the configuration's ``listen`` and refuses a wider listen option
+  (`urlwarden.listenscope`); a start-up it refuses is logged as one error line, which makes
+  mitmproxy exit before any server starts.
 * ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else.
 * ``http_connect``: refuses a CONNECT to a host that is refused without interception.
 * ``tls_clienthello``: per host, passes the TLS connection through untouched, intercepts it, or
@@ -40,7 +43,7 @@ from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.connection import Client
-from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from . import blockpage, logs, sdnotify
@@ -50,6 +53,7 @@ from .engine import State, TlsAction, host_severity, request_verdict, tls_decisi
 from .errors import UrlwardenError
 from .feedloop import FeedLoop
 from .inforce import InForce, Runtime, read_config
+from .listenscope import ListenTooWide, plan_listen
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
 from .offload import Offloader, shorten_gil_switch_interval
@@ -81,9 +85,13 @@ class UrlWarden:
     (`urlwarden.inforce.Runtime`); this class loads it on `configure` and SIGHUP, runs its feed
     loop, and reads its current value once per decision."""
 
-    def __init__(self, runtime: Runtime | None = None) -> None:
+    def __init__(self, runtime: Runtime | None = None, listen: tuple[str, int] | None = None) -> None:
         # `urlwarden run` loads and checks config, lists and feeds before mitmproxy starts, and
         # hands over the runtime it loaded them into
+        # `urlwarden run --listen`: stands in for the configuration's listen
+        self._listen_override = listen
+        self._applied_listen: tuple[str | None, int | None] = (None, None)
+        self._start_refused: object = None  # what start-up was refused for (logged once)
         self.metrics = Metrics(mitmproxy_version=MITMPROXY_VERSION)
         # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
         self.runtime = runtime if runtime is not None else Runtime(offloader=Offloader())
@@ -145,12 +153,61 @@ class UrlWarden:
         wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
         if current is None or wanted != current.source:
             # (mitmproxy repeats configure, e.g. for script loading and for rollbacks: load once per change)
+            if self._start_refused == wanted:
+                return  # already refused, and said so once
             try:
                 self.runtime.load(read_config(*wanted), source=wanted)
             except UrlwardenError as exc:
+                if self.state is None and not proxy_running():  # start-up
+                    self._refuse_start(wanted, str(exc))
+                    return
                 raise exceptions.OptionsError(str(exc)) from None
         if self.state is not None and self.state.config is not self._configured:
             self._follow_config(self.state.config)
+        if first or updated & {"listen_host", "listen_port", "mode"}:
+            self._enforce_listen()
+
+    def _refuse_start(self, reason: object, message: str) -> None:
+        """Stop start-up with one line, before the proxy binds. Logged, not raised: an
+        OptionsError raised at start-up meets mitmproxy's rollback, which calls configure again
+        (and again, while nothing is loaded), and a script error is printed with a traceback.
+        mitmproxy's start-up error check exits before any server starts."""
+        if self._start_refused is None:
+            startup_log.error("urlwarden: %s", message)
+        self._start_refused = reason
+
+    def _enforce_listen(self) -> None:
+        """Apply the configuration's listen where the user set none; refuse a wider one
+        (`urlwarden.listenscope`). Once the servers run, options are only checked: a change of
+        mode would bind anew, so a wider one is rejected (and rolled back by mitmproxy)."""
+        state = self.state
+        if state is None or "listen_host" not in ctx.options:
+            return
+        configured = self._listen_override or state.config.listen
+        source = "urlwarden run --listen" if self._listen_override not in (None, state.config.listen) else state.config.source
+        options = ctx.options
+        applied_host, applied_port = self._applied_listen
+        user_host = options.listen_host if options.has_changed("listen_host") and options.listen_host != applied_host else None
+        user_port = options.listen_port if options.has_changed("listen_port") and options.listen_port != applied_port else None
+        running = proxy_running()
+        try:
+            plan = plan_listen(configured, source, user_host, user_port, custom_mode_hosts(options.mode))
+        except ListenTooWide as exc:
+            if running:
+                raise exceptions.OptionsError(str(exc)) from None
+            self._refuse_start(("listen", str(exc)), str(exc))
+            # and should anything start the servers anyway, not on the wider address
+            plan = plan_listen(configured, source, None, user_port)
+        if running:
+            return  # bound already: only a change of mode binds anew, and that was checked
+        self._applied_listen = (plan.host if plan.host is not None else applied_host,
+                                plan.port if plan.port is not None else applied_port)
+        changes = {}
+        if plan.host is not None:
+            changes["listen_host"] = plan.host
+        if plan.port is not None:
+            changes["listen_port"] = plan.port
+        self._update_options(**changes)
 
     def _follow_config(self, config: Config) -> None:
         """Bring what follows from the configuration in force in line: log level, mitmproxy's
@@ -441,3 +498,23 @@ def request_names(flow: http.HTTPFlow) -> list[str | None]:
         names.append(flow.server_conn.address[0])
     names.append(flow.client_conn.sni)
     return names
+
+
+def proxy_running() -> bool:
+    """Whether mitmproxy's proxy servers have started (they bind once, at start)."""
+    server = ctx.master.addons.get("proxyserver") if getattr(ctx, "master", None) else None
+    return bool(getattr(server, "is_running", False))
+
+
+def custom_mode_hosts(modes: Sequence[str]) -> list[tuple[str, str]]:
+    """``(spec, host)`` for each mode that names its own listen host (``regular@HOST:PORT``).
+    A spec mitmproxy cannot parse is left to mitmproxy, which refuses it."""
+    found = []
+    for spec in modes:
+        try:
+            mode = mode_specs.ProxyMode.parse(spec)
+        except ValueError:
+            continue
+        if mode.custom_listen_host is not None:
+            found.append((spec, mode.custom_listen_host))
+    return found

@@ -21,16 +21,10 @@ address or ``localhost`` is refused with 403 (except /healthz and /proxy.pac, wh
 nothing to steal), so a web page in a local browser cannot read the status through DNS
 rebinding.
 
-The PAC file is generated from the proxy address and fixed local ranges only, never from the
-lists, so it cannot reveal what is listed. It fails closed: every non-local destination gets
-``PROXY host:port`` with no ``DIRECT`` fallback, so a stopped proxy means pages do not load
-rather than load unfiltered. Local destinations go ``DIRECT``: plain host names, ``localhost``
-and names under ``.localhost``, ``.local`` (mDNS) and ``.home.arpa`` (RFC 8375), and IP literals
-in loopback, RFC 1918, link-local (IPv4 and IPv6) and unique-local (``fc00::/7``) ranges.
-``isInNet`` is only applied to IPv4 literals, so the file never makes a browser resolve a name
-(no lookup delay, and a listed name cannot be sent ``DIRECT`` by making it resolve to a local
-address); numeric hosts without dots (``http://3232235777/``) and IPv6 literals are never taken
-for plain host names.
+The PAC file is `urlwarden.pacfile.render_pac` for `pac_proxy`: generated from the proxy
+address and fixed local ranges only, never from the lists, so it cannot reveal what is listed.
+Served from here it does NOT make a browser fail closed: while urlwarden is down the browser
+cannot fetch it either, and most browsers then go DIRECT (see `urlwarden.pacfile`).
 
 Privacy: no endpoint can return list contents, a URL, a host name or a client address.
 `status_provider`'s dict passes through `sanitize_status`, which keeps only the keys in
@@ -52,7 +46,6 @@ import datetime as _dt
 import hmac
 import html
 import io
-import ipaddress
 import json
 import logging
 import math
@@ -69,6 +62,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .netutil import is_loopback
+from .pacfile import PAC_CONTENT_TYPE, render_pac
 
 __all__ = [
     "AdminServer",
@@ -79,8 +73,6 @@ __all__ = [
     "PAC_PATH",
     "REQUEST_TIMEOUT",
     "STATUS_KEYS",
-    "parse_pac_proxy",
-    "render_pac",
     "render_status_html",
     "sanitize_reasons",
     "sanitize_status",
@@ -133,7 +125,6 @@ _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
 
 PAC_PATH = "/proxy.pac"
-PAC_CONTENT_TYPE = "application/x-ns-proxy-autoconfig"
 
 
 # --- sanitising what the providers return ------------------------------------------------------
@@ -260,89 +251,6 @@ def render_status_html(status: Mapping[str, object]) -> str:
         "<th>last success</th><th>age</th><th>last error</th><th>checksum</th><th>blocked today</th>"
         f"</tr></thead><tbody>{list_rows}</tbody></table></body></html>\n"
     )
-
-
-# --- the proxy auto-config file ---------------------------------------------------------------
-
-_PAC_HOST_NAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z")
-
-_PAC_TEMPLATE = """\
-// urlwarden proxy auto-config (served at /proxy.pac by urlwarden's admin listener).
-// Generated from the proxy address and fixed local address ranges only: it names no listed site.
-// Fail closed: every destination that is not local goes through urlwarden, with no DIRECT
-// fallback, so while the proxy is down pages do not load instead of loading unfiltered.
-function FindProxyForURL(url, host) {
-  var proxy = "PROXY @PROXY@";
-  host = String(host).toLowerCase();
-  if (host.charAt(0) == "[") {
-    host = host.substring(1, host.length - 1);
-  }
-  // IPv6 literals (checked first: they contain no dot). Loopback, link-local fe80::/10 and
-  // unique-local fc00::/7 go direct; every other IPv6 address goes through the proxy.
-  if (host.indexOf(":") >= 0) {
-    if (host == "::1" || /^fe[89ab][0-9a-f]:/.test(host) || /^f[cd][0-9a-f][0-9a-f]:/.test(host)) {
-      return "DIRECT";
-    }
-    return proxy;
-  }
-  // IPv4 literals: loopback, RFC 1918 and link-local go direct. isInNet sees literals only,
-  // so this file never makes the browser look a name up.
-  if (/^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$/.test(host)) {
-    if (isInNet(host, "127.0.0.0", "255.0.0.0") ||
-        isInNet(host, "10.0.0.0", "255.0.0.0") ||
-        isInNet(host, "172.16.0.0", "255.240.0.0") ||
-        isInNet(host, "192.168.0.0", "255.255.0.0") ||
-        isInNet(host, "169.254.0.0", "255.255.0.0")) {
-      return "DIRECT";
-    }
-    return proxy;
-  }
-  // An address written as one number (http://3232235777/) is not a plain host name.
-  if (/^(0x[0-9a-f]*|[0-9]+)$/.test(host)) {
-    return proxy;
-  }
-  // Names that exist only on this machine or this network.
-  if (isPlainHostName(host) || host == "localhost" || dnsDomainIs(host, ".localhost") ||
-      dnsDomainIs(host, ".local") || dnsDomainIs(host, ".home.arpa")) {
-    return "DIRECT";
-  }
-  return proxy;
-}
-"""
-
-
-def parse_pac_proxy(text: str) -> str:
-    """``HOST:PORT`` (``[v6]:PORT``) of the proxy as clients reach it, checked and normalized
-    (lowercase; IPv6 in brackets). `ConfigError` for anything else: the value is written into
-    JavaScript, and an unspecified address (``0.0.0.0``, ``::``) is no address a client can use."""
-    if not isinstance(text, str):
-        raise ConfigError(f"pac_proxy: must be HOST:PORT, not {text!r}")
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or len(port) > 5:
-        raise ConfigError(f"pac_proxy: must be HOST:PORT with a port from 1 to 65535, not {text!r}")
-    bracketed = host.startswith("[") and host.endswith("]")
-    bare = host[1:-1] if bracketed else host
-    try:
-        address = ipaddress.ip_address(bare)
-    except ValueError:
-        address = None
-    if address is not None:
-        if address.is_unspecified:
-            raise ConfigError(f"pac_proxy: {bare} is not an address clients can reach; give the proxy's own address")
-        if getattr(address, "scope_id", None):
-            raise ConfigError(f"pac_proxy: {bare} has a zone index, which browsers cannot use")
-        if address.version == 6 and not bracketed:
-            raise ConfigError(f"pac_proxy: write an IPv6 address in brackets, e.g. [{bare}]:{int(port)}")
-        host = f"[{address.compressed}]" if address.version == 6 else address.compressed
-    elif bracketed or not _PAC_HOST_NAME.match(host.lower()):
-        raise ConfigError(f"pac_proxy: {host!r} is neither an IP address nor a host name")
-    return f"{host.lower()}:{int(port)}"
-
-
-def render_pac(proxy: str) -> str:
-    """The PAC file sending everything but local destinations to `proxy` (``HOST:PORT``);
-    see the module docstring for the choices. Depends on nothing but `proxy`."""
-    return _PAC_TEMPLATE.replace("@PROXY@", parse_pac_proxy(proxy))
 
 
 # --- the server --------------------------------------------------------------------------------

@@ -109,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--key", metavar="FILE", help="Ed25519 private key (PEM) to sign with")
     e.set_defaults(func=_cmd_export_snapshot)
 
+    p = sub.add_parser("pac", help="print the proxy auto-config (PAC) file, or its data: URL",
+                       description="Print the PAC file that sends browsers to the proxy (local destinations "
+                                   "go direct). With --data-url, print it as a data: URL: Chromium given that "
+                                   "URL fails closed while the proxy is down (docs/home.md).")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    p.add_argument("--proxy", metavar="HOST:PORT",
+                   help="the proxy as browsers reach it (default: admin.pac_proxy, else the configuration's listen)")
+    p.add_argument("--data-url", action="store_true", help="print the data: URL form instead of the file")
+    p.set_defaults(func=_cmd_pac)
+
     p = sub.add_parser("hash-list", help="turn a plain or csv list into a sha256 list with host keys")
     p.add_argument("input", metavar="IN[:FORMAT]")
     p.add_argument("output", metavar="OUT", help="OUT.csv keeps ids and categories; anything else is a sha256 list")
@@ -130,6 +140,29 @@ def _cmd_run(args, passthrough: list[str]) -> int:
     if args.mode:
         passthrough = ["--mode", args.mode, *passthrough]
     return run(args.config, args.lists, listen, passthrough)
+
+
+def _cmd_pac(args, _passthrough) -> int:
+    from .errors import ConfigError
+    from .pacfile import default_pac_proxy, pac_data_url, render_pac
+
+    if args.proxy is not None:
+        proxy = args.proxy
+    else:
+        config = _load_config(args.config)
+        proxy = config.admin.pac_proxy or default_pac_proxy(config.listen)
+        if proxy is None:
+            host, port = config.listen
+            raise ConfigError(f"{config.source}: the proxy listens on every address ({host}:{port}); "
+                              "give the address browsers use with --proxy HOST:PORT or admin.pac_proxy")
+    try:
+        pac = render_pac(proxy)
+    except ConfigError as exc:
+        if args.proxy is None:
+            raise
+        raise ConfigError(f"--proxy: {str(exc).removeprefix('pac_proxy: ')}") from None
+    print(pac_data_url(pac) if args.data_url else pac, end="\n" if args.data_url else "")
+    return EXIT_OK
 
 
 def _cmd_squid_helper(args, _passthrough) -> int:

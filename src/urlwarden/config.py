@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from .admin import parse_pac_proxy
+from .pacfile import default_pac_proxy, parse_pac_proxy
 from .blockpage import MAX_URL_CHARS, ListPolicy, PageSettings, http_url
 from .errors import ConfigError, FeedError
 from .feeds import make_adapter
@@ -308,9 +308,7 @@ class _Reader:
             except ConfigError as exc:
                 self.fail(fields["pac_proxy"], "admin.pac_proxy", str(exc).removeprefix("pac_proxy: "))
         else:  # the proxy's own address, unless it listens on every address (then say which one)
-            host, port = proxy_listen
-            wildcard = host in ("0.0.0.0", "::", "")
-            pac_proxy = None if wildcard else (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+            pac_proxy = default_pac_proxy(proxy_listen)
         return AdminConfig(listen=listen, token=token, pac_proxy=pac_proxy)
 
     def logging(self, node: yaml.Node) -> LoggingConfig:

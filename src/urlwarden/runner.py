@@ -2,7 +2,10 @@
 
 The configuration and lists are loaded and checked before mitmproxy starts, so a bad file stops
 the command with one line naming it; the runtime they were loaded into
-(`urlwarden.inforce.Runtime`) is then handed to the addon, which does not load them twice. Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...).
+(`urlwarden.inforce.Runtime`) is then handed to the addon, which does not load them twice.
+Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...), except that a
+listen address wider than ``--listen`` (or the configuration's ``listen``) is refused
+(`urlwarden.listenscope`).
 
 Privacy defaults: mitmproxy's flow printer is not loaded, and the addon's
 ``urlwarden_private_logs`` option (on by default) cuts mitmproxy's own log to errors, because at
@@ -36,6 +39,8 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
     # the option values the addon will see, so that it recognises what is loaded already
     runtime.load(config, source=(source, tuple(list_specs)))
     host, port = listen or config.listen
+    # The addon applies (and polices) the listen address itself; the explicit options say the
+    # same thing, so that mitmproxy never even starts out with its own default of every address.
     args = [
         "--listen-host", host, "--listen-port", str(port),
         "--set", f"urlwarden_config={source}",
@@ -45,11 +50,11 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
         args += ["--set", f"urlwarden_lists={spec}"]
     args += list(mitmproxy_args)
     banner = describe_lists(runtime.current.state)
-    _start_mitmproxy(runtime, banner, args)
+    _start_mitmproxy(runtime, banner, (host, port), args)
     return 0
 
 
-def _start_mitmproxy(runtime, banner: list[str], args: list[str]) -> None:
+def _start_mitmproxy(runtime, banner: list[str], listen: tuple[str, int], args: list[str]) -> None:
     # Imported here so that the rest of the CLI (check, canon, hash-list) starts fast.
     from mitmproxy.tools import cmdline, main
     from mitmproxy.tools.dump import DumpMaster
@@ -60,7 +65,7 @@ def _start_mitmproxy(runtime, banner: list[str], args: list[str]) -> None:
         def __init__(self, options):
             super().__init__(options, with_termlog=True, with_dumper=False)
             # (the runtime, not a snapshot: what it holds is replaced and released on reloads)
-            self.addons.add(UrlWarden(runtime), Banner(banner))
+            self.addons.add(UrlWarden(runtime, listen=listen), Banner(banner))
 
     main.run(UrlwardenMaster, cmdline.mitmdump, args)
 

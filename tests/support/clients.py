@@ -17,6 +17,11 @@ Usage::
     page = chromium_load(origin.url("listed.test", "/"), proxy_port, tmp_path)
     page.text, page.screenshot_path
 
+    page = chromium_pac_load(url, "data:application/x-ns-proxy-autoconfig;base64,...",
+                             resolve={"listed.test": "127.0.0.1"},
+                             managed_policy={"ProxySettings": {...}})   # optional
+    page.text, page.load_error
+
 Every call is bounded by its `timeout`. The programs are looked up on PATH (Chromium at
 /usr/bin/chromium); when one is missing the calling test is skipped with a message saying so
 (``scripts/system-deps`` installs them).
@@ -37,6 +42,7 @@ wall that keeps anything a browser asks for on loopback.
 from __future__ import annotations
 
 import html.parser
+import json
 import os
 import re
 import shutil
@@ -63,6 +69,7 @@ __all__ = [
     "tls_handshake",
     "BrowserResult",
     "chromium_load",
+    "chromium_pac_load",
     "CHROMIUM",
 ]
 
@@ -574,3 +581,77 @@ def chromium_load(
         load_error=load_error,
         stderr=log,
     )
+
+
+CHROMIUM_POLICY_DIR = Path("/etc/chromium")  # Debian's Chromium reads policies/managed/*.json here
+
+# Runs inside a private mount namespace: a copy of /etc/chromium with the test's policy file is
+# bind-mounted over the real one for this process tree only; the machine's own directory is
+# never written to.
+_POLICY_NS_SCRIPT = 'set -e; mount --bind "$1" "$2"; shift 2; exec "$@"'
+
+
+def chromium_pac_load(
+    url: str,
+    pac_url: str | None,
+    *,
+    resolve: dict[str, str] | None = None,
+    managed_policy: dict | None = None,
+    timeout: float = 60,
+) -> BrowserResult:
+    """Load `url` once (--dump-dom) in real headless Chromium configured by a PAC URL instead of
+    a fixed proxy, as a user's browser would be: no implicit loopback rule is removed, and a PAC
+    that cannot be loaded leaves Chromium free to go DIRECT. `resolve` maps host names to
+    addresses for Chromium's own resolver (every other name fails to resolve), so that a DIRECT
+    attempt at a listed name reaches a local origin and is seen there.
+
+    `managed_policy` (the JSON object of a policy file) runs Chromium with that policy as a
+    machine-wide managed policy: in a private mount namespace a temporary copy of /etc/chromium
+    holding ``policies/managed/urlwarden-test.json`` is mounted over the real one. That needs
+    root and util-linux's unshare; the test is skipped otherwise.
+
+    Returns `BrowserResult` with `screenshot_path` None (no screenshot run); a page that fails to
+    load has `load_error` set (e.g. ``net::ERR_PROXY_CONNECTION_FAILED``)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} is not installed (scripts/system-deps installs chromium)")
+    rules = [f"MAP {name} {address}" for name, address in (resolve or {}).items()]
+    rules.append("MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith(("--proxy-bypass-list=", "--host-resolver-rules="))]
+    flags.append(f"--host-resolver-rules={', '.join(rules)}")
+    if pac_url is not None:
+        flags.append(f"--proxy-pac-url={pac_url}")
+    with tempfile.TemporaryDirectory(prefix="urlwarden-chromium-") as work:
+        profile = Path(work) / "profile"
+        argv = [CHROMIUM, *flags, f"--user-data-dir={profile}", "--dump-dom", url]
+        if managed_policy is not None:
+            reason = _policy_namespace_unavailable_reason()
+            if reason is not None:
+                pytest.skip(f"chromium_pac_load(managed_policy=...): {reason}")
+            etc = Path(work) / "etc-chromium"
+            shutil.copytree(CHROMIUM_POLICY_DIR, etc, symlinks=True)
+            (etc / "policies" / "managed").mkdir(parents=True, exist_ok=True)
+            (etc / "policies" / "managed" / "urlwarden-test.json").write_text(json.dumps(managed_policy))
+            argv = ["unshare", "--mount", "--propagation", "private", "--",
+                    "sh", "-c", _POLICY_NS_SCRIPT, "sh", str(etc), str(CHROMIUM_POLICY_DIR), *argv]
+        try:
+            done = _run_bounded(argv, timeout, reap_group=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=_no_proxy_env())
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"chromium did not finish within {timeout}s: {argv}") from None
+    log = done.stderr.decode("utf-8", "replace")
+    if done.returncode != 0:
+        raise AssertionError(f"chromium exited {done.returncode} for {url}:\n{log[-4000:]}")
+    dom = done.stdout.decode("utf-8", "replace")
+    failed = _LOAD_FAILED.search(log)
+    return BrowserResult(text=visible_text(dom), screenshot_path=None, dom=dom,
+                         load_error=failed.group(1) if failed else None, stderr=log)
+
+
+def _policy_namespace_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "a private managed-policy directory needs root (unshare --mount + mount --bind)"
+    if shutil.which("unshare") is None:
+        return "a private managed-policy directory needs util-linux's unshare; not found"
+    if not CHROMIUM_POLICY_DIR.is_dir():
+        return f"{CHROMIUM_POLICY_DIR} does not exist, so there is nothing to mount a private copy over"
+    return None
