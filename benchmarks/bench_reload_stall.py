@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Reload stall, in process: how long the event loop waits while a new list is loaded and swapped.
 
-What the addon does on SIGHUP, without mitmproxy, nginx or wrk: `addon.load_all` runs in a
+What the addon does on SIGHUP, without mitmproxy, nginx or wrk: the runtime's load runs in a
 worker thread (``asyncio.to_thread``) and hands the parsing and compiling to a child process
 (`urlwarden.offload`), while the event loop runs a timer every millisecond; every late timer is
 a stall a request would have seen. Then the swap as the addon does it, timed on the loop: the
-one assignment, dropping the old state, and `gc.freeze`. ``--in-process`` runs
+one assignment and dropping the old state. ``--in-process`` runs
 `engine.load_state` in the worker thread instead (how reloads worked before the child process).
 Finally, with the new state held: the time of one full garbage collection.
 
@@ -90,7 +90,7 @@ def feed_update(directory: Path, entries: int, offloader: Offloader | None, top:
 
 def report(delays: list[tuple[float, float]], swap_ms: float | None, top: int) -> None:
     if swap_ms is not None:
-        print(f"the swap on the event loop (assignment, old state dropped, gc.freeze): {swap_ms:.1f} ms")
+        print(f"the swap on the event loop (assignment, old state dropped): {swap_ms:.1f} ms")
     print(f"longest event-loop delays (a {TICK * 1000:.0f} ms timer; time since the work started):")
     for at, late in sorted(delays, key=lambda d: -d[1])[:top]:
         print(f"  {late * 1000:8.1f} ms at {at:6.2f} s")
@@ -114,8 +114,7 @@ async def rebuild_under_timer(load, twice: bool = True) -> tuple[object, float, 
     took = time.monotonic() - t0
     state = await asyncio.to_thread(load) if twice else old  # a second reload: now an old state is replaced
     swap_started = time.perf_counter()
-    old = state  # the swap, as in the addon: one assignment drops the previous state...
-    gc.freeze()  # ...and the new one is moved out of the collector's way (addon.settle_garbage_collector)
+    old = state  # the swap, as in the runtime: one assignment drops the previous state
     swap_ms = (time.perf_counter() - swap_started) * 1000
     await asyncio.sleep(SETTLE)
     task.cancel()
@@ -151,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         state, took, delays, swap_ms = asyncio.run(rebuild_under_timer(load))
         print(f"load_state of {args.entries:,} entries {where}: {took:.1f} s (then once more, to swap)")
         report(delays, swap_ms, args.top)
-        gc.unfreeze()
-        print(f"one full garbage collection: {full_collection_ms():.1f} ms with the state held (unfrozen), "
+        print(f"one full garbage collection: {full_collection_ms():.1f} ms with the state held, "
               f"{empty_gc:.1f} ms before loading")
         del state
     return 0

@@ -108,7 +108,8 @@ def test_internal_error_applies_on_error(tmp_path, caplog, on_error, status):
             def match(self, url):
                 raise RuntimeError("boom")
 
-        addon.state = dataclasses.replace(addon.state, snapshot=Broken())
+        current = addon.runtime.current
+        addon.runtime._current = dataclasses.replace(current, state=dataclasses.replace(current.state, snapshot=Broken()))
         for _ in range(3):
             f = flow_for("http://unlisted.test/")
             addon.requestheaders(f)

@@ -11,6 +11,8 @@ that nothing else resolves off loopback. Skipped when squid is not installed
 
 from __future__ import annotations
 
+import dataclasses
+
 import grp
 import io
 import os
@@ -179,7 +181,8 @@ class _Broken:
 def test_internal_error_applies_on_error(tmp_path, on_error, answer):
     h = SquidHelper(load_config(write_setup(tmp_path, on_error=on_error)))
     try:
-        h.state = State(config=h.state.config, snapshot=_Broken())
+        h.runtime._current = dataclasses.replace(h.runtime.current, state=State(config=h.state.config,
+                                                                                snapshot=_Broken()))
         assert ask(h, b"7 http://unlisted.test/ -") == answer
         assert ask(h, b"8 unlisted.test:443 -") == answer.replace(b"7", b"8")
     finally:

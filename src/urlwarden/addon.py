@@ -2,8 +2,13 @@
 
 Where each decision is taken, so that a blocked host is never contacted:
 
-* ``configure``: loads the configuration and lists aside, then swaps them in with one assignment;
-  forces ``connection_strategy=lazy`` (mitmproxy connects upstream before the request hook
+What is in force (configuration, feed manager, compiled lists) belongs to a
+`urlwarden.inforce.Runtime`, shared with the Squid helper: it loads, rebuilds after feed
+updates, serializes the two and releases what it replaces. This class is the hooks: each
+decision reads the runtime's value in force once and uses it throughout.
+
+* ``configure``: has the runtime load the configuration and lists (once per change of the
+  options; `urlwarden run` hands over a runtime loaded already); forces ``connection_strategy=lazy`` (mitmproxy connects upstream before the request hook
   otherwise) and, with ``urlwarden_private_logs`` (default on), ``flow_detail=0`` and
   mitmproxy's own log cut to errors (it would print every URL and client it relays). Before
   mitmproxy binds, it applies the configuration's ``listen`` and refuses a wider listen option
@@ -28,9 +33,9 @@ Where each decision is taken, so that a blocked host is never contacted:
   opens only if `urlwarden.protocols` lets its carrier reach the host's status: checked HTTP
   (a request let through above) or WebSocket to a host with path-level entries, anything to a
   clean host, nothing to a host listed whole or a client marked refused.
-* ``running``: starts the feed refresher, tells systemd READY=1, and makes SIGHUP reload the
-  configuration and lists (built in a child process, `urlwarden.offload`; a bad new
-  configuration is rejected whole). It also shortens the GIL switch interval, so that a
+  configuration and lists through the runtime (`urlwarden.inforce`; built in a child process,
+  `urlwarden.offload`, off the event loop; a bad new configuration is rejected whole), then
+  refreshes every feed. It also shortens the GIL switch interval, so that a
   background thread never keeps the event loop waiting for more than half a millisecond. The
   admin listener starts with the configuration, so a port in use stops start-up with its reason.
 
@@ -41,7 +46,6 @@ is counted, and is logged once per kind.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import time
@@ -54,21 +58,11 @@ from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from . import blockpage, logs, sdnotify
 from .admin import AdminServer
-from .config import AdminConfig, default_config_path, load_config
-from .engine import (
-    State,
-    TlsAction,
-    UnparseableName,
-    connection_status,
-    load_state,
-    open_feeds,
-    request_verdict,
-    tls_decision,
-)
-from .feedloop import FeedLoop
-from .feeds.manager import FeedManager
+from .config import AdminConfig, Config
+from .engine import State, TlsAction, UnparseableName, connection_status, request_verdict, tls_decision
 from .errors import UrlwardenError
-from .lists import parse_list_spec
+from .feedloop import FeedLoop
+from .inforce import InForce, Runtime, read_config
 from .listenscope import ListenTooWide, plan_listen
 from .matcher import Verdict
 from .metrics import Metrics
@@ -85,6 +79,9 @@ MAX_HEADER_BYTES = 64 * 1024
 """Request headers larger than this in all are refused with 431; mitmproxy itself sets no limit."""
 MAX_HEADER_COUNT = 200
 """More request header fields than this are refused with 431."""
+RELEASE_GRACE = 5.0
+"""Seconds after a reload when the lists it replaced must be unused (a decision takes well under
+a millisecond): `Runtime.release_retired` then frees them if stray references kept them."""
 NOT_READY_BODY = b"urlwarden is starting: a required list is not loaded yet, so nothing is let through.\n"
 ERROR_STATUS = 503
 ERROR_BODY = b"urlwarden could not check this request, so it was not sent (on_error: block).\n"
@@ -102,16 +99,21 @@ class NotReady(Exception):
 
 
 class UrlWarden:
-    def __init__(self, preloaded: tuple[State, FeedManager | None, object] | None = None,
-                 listen: tuple[str, int] | None = None) -> None:
-        self.state: State | None = None
-        # `urlwarden run` loads and checks config, lists and feeds before mitmproxy starts
-        self._preloaded = preloaded
+    """The hooks. What is in force (configuration, feeds, snapshot) belongs to `self.runtime`
+    (`urlwarden.inforce.Runtime`); this class loads it on `configure` and SIGHUP, runs its feed
+    loop, and reads its current value once per decision."""
+
+    def __init__(self, runtime: Runtime | None = None, listen: tuple[str, int] | None = None) -> None:
+        # `urlwarden run` loads and checks config, lists and feeds before mitmproxy starts, and
+        # hands over the runtime it loaded them into
         # `urlwarden run --listen`: stands in for the configuration's listen
         self._listen_override = listen
         self._applied_listen: tuple[str | None, int | None] = (None, None)
         self._start_refused: object = None  # what start-up was refused for (logged once)
         self.metrics = Metrics(mitmproxy_version=MITMPROXY_VERSION)
+        # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
+        self.runtime = runtime if runtime is not None else Runtime(offloader=Offloader())
+        self.runtime.attach_metrics(self.metrics)
         self.started = time.time()
         self._error_kinds_logged: set[str] = set()
         self._refused_clients: set[str] = set()
@@ -120,20 +122,26 @@ class UrlWarden:
         self._checked: dict[str, dict[tuple, Carrier]] = {}
         # TCP/UDP flows whose server was already connected when they were refused: relay nothing
         self._muted: set[str] = set()
-        self._loaded_from: tuple[str, tuple[str, ...]] | None = None
         self._reload_task: asyncio.Task | None = None
         self._reload_again = False
         self._admin: AdminServer | None = None
         self._admin_config = AdminConfig()
         self._running = False
-        self.feeds: FeedManager | None = None
-        self._feeds_key = None
         self._feed_loop: FeedLoop | None = None
         self._feed_task: asyncio.Task | None = None
-        # required feeds with no list yet: until they have one, nothing is let through
-        self._missing_required: tuple[str, ...] = ()
-        # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
-        self._offloader = Offloader()
+        self._configured: Config | None = None  # the configuration `_follow_config` last applied
+
+    @property
+    def state(self) -> State | None:
+        """The configuration and snapshot in force (None before the first load)."""
+        current = self.runtime.current
+        return current.state if current is not None else None
+
+    @property
+    def _missing_required(self) -> tuple[str, ...]:
+        """Required feeds with no list yet: until they have one, nothing is let through."""
+        current = self.runtime.current
+        return current.missing_required if current is not None else ()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -157,7 +165,8 @@ class UrlWarden:
         logs.configure_logging("info")
 
     def configure(self, updated: set[str]) -> None:
-        first = self.state is None
+        current = self.runtime.current
+        first = self._configured is None
         if "connection_strategy" in ctx.options and ("connection_strategy" in updated or first):
             if ctx.options.connection_strategy != "lazy":
                 # Eager connections would contact a listed host before the request hook runs.
@@ -165,19 +174,19 @@ class UrlWarden:
         if ctx.options.urlwarden_private_logs:
             self._update_options(flow_detail=0, termlog_verbosity=PRIVATE_TERMLOG_VERBOSITY)
         wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
-        if self.state is None or wanted != self._loaded_from:
+        if current is None or wanted != current.source:
             # (mitmproxy repeats configure, e.g. for script loading and for rollbacks: load once per change)
             if self._start_refused == wanted:
                 return  # already refused, and said so once
             try:
-                loaded = self._preloaded or load_all(*wanted, self.feeds, self._feeds_key, self._offloader)
+                self.runtime.load(read_config(*wanted), source=wanted)
             except UrlwardenError as exc:
                 if self.state is None and not proxy_running():  # start-up
                     self._refuse_start(wanted, str(exc))
                     return
                 raise exceptions.OptionsError(str(exc)) from None
-            self._preloaded = None
-            self._apply(*loaded, wanted)
+        if self.state is not None and self.state.config is not self._configured:
+            self._follow_config(self.state.config)
         if first or updated & {"listen_host", "listen_port", "mode"}:
             self._enforce_listen()
 
@@ -223,27 +232,11 @@ class UrlWarden:
             changes["listen_port"] = plan.port
         self._update_options(**changes)
 
-    def _apply(self, state: State, feeds: FeedManager | None, feeds_key, loaded_from: tuple[str, tuple[str, ...]]) -> None:
-        """Make `state` the one in force, and bring everything that follows from it in line."""
-        self.state = state  # the one assignment that swaps the new lists in
-        self._loaded_from = loaded_from
-        if feeds is not self.feeds:
-            old, self.feeds, self._feeds_key = self.feeds, feeds, feeds_key
-            if self._running:
-                self._restart_feed_loop()
-            if old is not None:
-                old.close()
-        config = state.config
+    def _follow_config(self, config: Config) -> None:
+        """Bring what follows from the configuration in force in line: log level, mitmproxy's
+        access options, the admin listener (on the event loop: it changes mitmproxy's options)."""
+        self._configured = config
         logs.configure_logging(config.logging.level)
-        self.metrics.lists_from_snapshot(state.snapshot.stats.lists)
-        self.metrics.forget_lists(ls.name for ls in state.snapshot.stats.lists)
-        for status in feeds.statuses() if feeds else ():
-            self.metrics.list_loaded(status.name, status.entries, at=status.last_success)
-        self._missing_required = tuple(feeds.unavailable_required()) if feeds else ()
-        settle_garbage_collector()
-        if self._missing_required:
-            log.warning("required feed(s) %s have no list yet: every request is refused until they do",
-                        ", ".join(self._missing_required))
         access = {"proxyauth": f"@{config.access.proxy_auth_file}" if config.access.proxy_auth_file else None}
         if config.access.explicit:
             access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
@@ -256,7 +249,6 @@ class UrlWarden:
                 startup_log.error("urlwarden: %s", exc)
             else:
                 log.error("admin listener not restarted: %s; the proxy goes on without it", exc)
-        log.info("lists loaded: %s", describe(state))
 
     @staticmethod
     def _update_options(**values) -> None:
@@ -267,13 +259,20 @@ class UrlWarden:
     def running(self) -> None:
         self._running = True
         shorten_gil_switch_interval()
-        self._restart_feed_loop()
+        self._start_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
         except (NotImplementedError, RuntimeError):  # no signals on this platform or loop
             pass
         sdnotify.ready()
+
+    def _start_feed_loop(self) -> None:
+        """One feed loop for the life of the proxy, from the first configuration with feeds on
+        (it follows the runtime's feeds across reloads)."""
+        if self._feed_task is None and self.runtime.feeds is not None:
+            self._feed_loop = FeedLoop(self.runtime)
+            self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop.run())
 
     def done(self) -> None:
         sdnotify.stopping()
@@ -286,37 +285,7 @@ class UrlWarden:
             self._admin = None
         if self._feed_task is not None:
             self._feed_task.cancel()
-        if self.feeds is not None:
-            self.feeds.close()
-        self._offloader.stop()
-
-    def _restart_feed_loop(self) -> None:
-        if self._feed_task is not None:
-            self._feed_task.cancel()
-            self._feed_task = self._feed_loop = None
-        if self.feeds is None:
-            return
-        self._feed_loop = FeedLoop(self.feeds, self._feeds_changed, self.metrics, offloader=self._offloader)
-        self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop.run())
-
-    async def _feeds_changed(self) -> None:
-        """A feed published a new list: rebuild the snapshot aside, then swap it in."""
-        manager, state = self.feeds, self.state
-        if manager is None or state is None:
-            return
-        try:
-            new_state = await asyncio.to_thread(
-                self._offloader.run, "rebuild", state.config, state.static_block, state.allow, manager.lists())
-        except UrlwardenError as exc:
-            log.error("feed update not applied, the current lists stay: %s", exc)
-            return
-        except Exception as exc:  # a bug must not end the feed loop: the next update tries again
-            log.error("feed update not applied (%s), the current lists stay", type(exc).__name__)
-            return
-        if self.state is state and self.feeds is manager:  # nothing was reloaded meanwhile
-            self.state = new_state
-            self._missing_required = tuple(manager.unavailable_required())
-            settle_garbage_collector()
+        self.runtime.close()
 
     def _restart_admin(self, admin: AdminConfig) -> None:
         if self._admin is not None and admin == self._admin_config:
@@ -346,10 +315,13 @@ class UrlWarden:
             sdnotify.reloading()
             wanted = (ctx.options.urlwarden_config, tuple(ctx.options.urlwarden_lists))
             try:
-                loaded = await asyncio.to_thread(load_all, *wanted, self.feeds, self._feeds_key, self._offloader)
-                self._apply(*loaded, wanted)
+                await asyncio.to_thread(lambda: self.runtime.load(read_config(*wanted), source=wanted))
+                self._follow_config(self.state.config)
+                self._start_feed_loop()
             except UrlwardenError as exc:
                 log.error("reload rejected, the running configuration stays: %s", exc)
+            # once no request can still be using the lists replaced, make sure they are freed
+            asyncio.get_running_loop().call_later(RELEASE_GRACE, self.runtime.release_retired)
             if self._feed_loop is not None:
                 self._feed_loop.refresh_all_now()  # SIGHUP also refreshes every feed now
             sdnotify.ready()
@@ -359,37 +331,10 @@ class UrlWarden:
     # --- admin providers (called on the admin listener's threads; read immutable values only) ----
 
     def readiness(self) -> tuple[bool, list[str]]:
-        state, feeds = self.state, self.feeds
-        if state is None:
-            return False, ["lists not loaded"]
-        reasons = [] if self._running else ["proxy not running"]
-        loaded = {ls.name for ls in state.snapshot.stats.lists}
-        reasons += [f"{lc.name}: not loaded" for lc in state.config.static_lists if lc.name not in loaded]
-        for status in feeds.statuses() if feeds else ():
-            if status.required and (status.entries == 0 or status.name not in loaded):
-                reasons.append(f"{status.name}: not loaded")  # (not yet in the snapshot in force)
-            elif status.required and status.stale:
-                reasons.append(f"{status.name}: stale")
-        return not reasons, reasons
+        return self.runtime.readiness(self._running)
 
     def status(self) -> dict:
-        state, feeds = self.state, self.feeds
-        ages = self.metrics.list_ages()
-        last = self.metrics.last_success()
-        feed_status = {s.name: s for s in feeds.statuses()} if feeds else {}
-        lists = []
-        if state is not None:
-            for ls in state.snapshot.stats.lists:
-                entry = {"name": ls.name, "kind": ls.action, "entries": ls.entries, "format": ls.format,
-                         "last_success": last.get(ls.name), "age_seconds": ages.get(ls.name)}
-                fs = feed_status.get(ls.name)
-                if fs is not None:
-                    entry.update(version=describe_version(fs.version), checksum=fs.checksum, stale=fs.stale,
-                                 last_error=fs.last_error, last_success=fs.last_success, age_seconds=fs.age)
-                lists.append(entry)
-        ready, _ = self.readiness()
-        return {"started": self.started, "uptime_seconds": time.time() - self.started, "ready": ready,
-                "lists": lists}
+        return self.runtime.status(self.started, self._running)
 
     # --- connection level ----------------------------------------------------------------------
 
@@ -523,20 +468,16 @@ class UrlWarden:
             self.metrics.count_request("error")
             self.metrics.count_error("oversized")
             return
-        if self._missing_required:
-            self.metrics.count_request("error")
-            self.metrics.count_error("not_ready")
-            flow.request.stream = False
-            flow.response = http.Response.make(503, NOT_READY_BODY, {"Cache-Control": "no-store", "Retry-After": "30"})
-            return
-        state = self.state
+        missing = False
         try:
-            # (a State that failed to load is None: the AttributeError below then applies on_error)
-            names = request_names(flow)
-            verdict = request_verdict(state.snapshot, flow.request.scheme, names, flow.request.path)
-            if verdict is not None and verdict.blocked:
-                self._block(flow, verdict, state)
-            elif not self._upgrade_allowed(flow, state, names):
+            # One read of what is in force, inside `request_decision`: this frame keeps only the
+            # verdict and the configuration, never the snapshot (see `request_decision`).
+            missing, verdict, config, upgrade_ok = request_decision(self.runtime.current, flow)
+            if missing:
+                pass  # (answered below, outside this handler)
+            elif verdict is not None and verdict.blocked:
+                self._block(flow, verdict, config)
+            elif not upgrade_ok:
                 self.metrics.count_request("block")
                 self.metrics.count_refused_connection(Carrier.UPGRADE.value)
                 flow.request.stream = False
@@ -555,15 +496,13 @@ class UrlWarden:
                 flow.response = http.Response.make(ERROR_STATUS, ERROR_BODY, {"Cache-Control": "no-store"})
             else:
                 self._note_checked(flow.client_conn.id, (flow.request.host, flow.request.port), Carrier.HTTP)
+        if missing:
+            self.metrics.count_request("error")
+            self.metrics.count_error("not_ready")
+            flow.request.stream = False
+            flow.response = http.Response.make(503, NOT_READY_BODY, {"Cache-Control": "no-store", "Retry-After": "30"})
+            return
         self.metrics.observe_decision(time.perf_counter() - started)
-
-    @staticmethod
-    def _upgrade_allowed(flow: http.HTTPFlow, state: State, names: list[str | None]) -> bool:
-        fields = flow.request.headers.fields
-        if not any(name.lower() == b"upgrade" for name, _ in fields):
-            return True  # the common case, found without decoding headers (a fifth of get_all's cost)
-        upgrades = flow.request.headers.get_all("upgrade")
-        return may_upgrade(connection_status(state.snapshot, names), ", ".join(upgrades))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -590,20 +529,20 @@ class UrlWarden:
         flow.request.stream = False
         flow.response = http.Response.make(400, BAD_NAME_BODY, PLAIN_CLOSE_HEADERS)
 
-    def _block(self, flow: http.HTTPFlow, verdict: Verdict, state: State) -> None:
-        policy = state.config.policy_for(verdict.list_name)
+    def _block(self, flow: http.HTTPFlow, verdict: Verdict, config: Config) -> None:
+        policy = config.policy_for(verdict.list_name)
         self.metrics.count_block(verdict.list_name)
         flow.metadata["urlwarden"] = {"decision": "block", "list": verdict.list_name, "entry": verdict.entry_id}
         # Never the URL: list and entry id identify the block without repeating what was asked for.
         event = logs.block_event(verdict.list_name, verdict.entry_id, "block", policy.mode,
-                                 client=flow.client_conn.peername, log_clients=state.config.logging.client_addresses)
+                                 client=flow.client_conn.peername, log_clients=config.logging.client_addresses)
         log.info("blocked list=%s entry=%s mode=%s", verdict.list_name, verdict.entry_id, policy.mode,
                  extra={"event": event})
         if policy.mode == "close":
             flow.kill()
             return
         flow.request.stream = False  # mitmproxy refuses a response on a streaming request
-        flow.response = block_response(verdict, policy, state, flow.request.headers)
+        flow.response = block_response(verdict, policy, config, flow.request.headers)
 
     def _internal_error(self, where: str, exc: Exception) -> bool:
         """Count and log (once per kind) an internal error; True when on_error says block."""
@@ -617,14 +556,43 @@ class UrlWarden:
         return self.state is None or self.state.config.on_error == "block"
 
 
-def block_response(verdict: Verdict, policy: blockpage.ListPolicy, state: State,
+def request_decision(inforce: InForce | None,
+                     flow: http.HTTPFlow) -> tuple[bool, Verdict | None, Config, bool]:
+    """(a required feed has no list yet, the verdict, the configuration, whether its Upgrade may
+    go on) for a request, from what is in force.
+
+    The snapshot is only referenced in this frame, which ends before any response is built.
+    Why it matters: mitmproxy's type checks (run when a `Response` is made) leave exceptions in
+    reference cycles with their frames, and a frame kept in such a cycle keeps its callers'
+    frames and locals until the cyclic collector runs, often hours later in its oldest
+    generation: a caller's local holding the snapshot kept a replaced one, with its memory
+    maps, alive that long.
+    """
+    if inforce is not None and inforce.missing_required:
+        return True, None, inforce.state.config, True
+    state = inforce.state  # (nothing loaded yet: the AttributeError applies on_error)
+    names = request_names(flow)
+    verdict = request_verdict(state.snapshot, flow.request.scheme, names, flow.request.path)
+    return False, verdict, state.config, upgrade_allowed(flow, state, names)
+
+
+def upgrade_allowed(flow: http.HTTPFlow, state: State, names: list[str | None]) -> bool:
+    """Whether the request's Upgrade (if any) may reach its host (`protocols.may_upgrade`)."""
+    fields = flow.request.headers.fields
+    if not any(name.lower() == b"upgrade" for name, _ in fields):
+        return True  # the common case, found without decoding headers (a fifth of get_all's cost)
+    upgrades = flow.request.headers.get_all("upgrade")
+    return may_upgrade(connection_status(state.snapshot, names), ", ".join(upgrades))
+
+
+def block_response(verdict: Verdict, policy: blockpage.ListPolicy, config: Config,
                    headers: http.Headers) -> http.Response:
     """The block page for a request with these headers, as a mitmproxy response."""
     page = blockpage.render(
         list_name=verdict.list_name,
         entry_id=verdict.entry_id,
         policy=policy,
-        page=state.config.page,
+        page=config.page,
         accept_language=headers.get("accept-language"),
         accept=headers.get("accept"),
         sec_fetch_dest=headers.get("sec-fetch-dest"),
@@ -663,17 +631,6 @@ def request_names(flow: http.HTTPFlow) -> list[str | None]:
     return names
 
 
-def settle_garbage_collector() -> None:
-    """Keep the cyclic garbage collector off the loaded lists.
-
-    A million-entry list is millions of long-lived objects that hold no reference cycles; every
-    full collection walked them all (about 70 ms with 1M entries, seen as request stalls). Moving
-    what exists now to the permanent generation spares them; refcounting still frees them when a
-    reload drops them.
-    """
-    gc.freeze()
-
-
 def proxy_running() -> bool:
     """Whether mitmproxy's proxy servers have started (they bind once, at start)."""
     server = ctx.master.addons.get("proxyserver") if getattr(ctx, "master", None) else None
@@ -692,35 +649,3 @@ def custom_mode_hosts(modes: Sequence[str]) -> list[tuple[str, str]]:
         if mode.custom_listen_host is not None:
             found.append((spec, mode.custom_listen_host))
     return found
-
-
-def load_all(config_path: str, list_specs: Sequence[str], feeds: FeedManager | None, feeds_key,
-             offloader: Offloader | None = None) -> tuple[State, FeedManager | None, object]:
-    """Configuration, static lists and feeds (restored from last-known-good, no network); raises UrlwardenError.
-
-    With an `offloader` the lists are parsed and compiled in a child process (a reload while
-    serving); without, here (at start-up, when no request is waiting).
-    """
-    config = load_config(config_path or default_config_path())
-    if list_specs:
-        config = config.with_lists([parse_list_spec(s) for s in list_specs])
-    manager, key = open_feeds(config, feeds, feeds_key)
-    feed_lists = manager.lists() if manager else ()
-    if offloader is None:
-        state = load_state(config, feed_lists)
-    else:
-        state = offloader.run("load_state", config, tuple(feed_lists))
-    return state, manager, key
-
-
-def describe_version(version) -> str | None:
-    """A feed version for people: its serial, else its ETag, else its Last-Modified date."""
-    if version is None:
-        return None
-    return version.serial or version.etag or version.last_modified
-
-
-def describe(state: State) -> str:
-    """One line for logs and the console: what is loaded (never list contents)."""
-    parts = [f"{ls.action} list {ls.name}: {ls.entries} entries ({ls.format})" for ls in state.snapshot.stats.lists]
-    return "; ".join(parts) if parts else "no lists loaded: nothing will be blocked"

@@ -9,8 +9,10 @@ list entry only rescues the name it matches.
 from __future__ import annotations
 
 import enum
+import random
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .config import Config, HttpsPolicy
@@ -65,16 +67,18 @@ def load_state(config: Config, feed_lists: Iterable[ParsedList] = ()) -> State:
 FeedsKey = tuple  # (feed specs, state dir): a FeedManager is kept across reloads while this is unchanged
 
 
-def open_feeds(config: Config, current: FeedManager | None, current_key: FeedsKey | None
+def open_feeds(config: Config, current: FeedManager | None, current_key: FeedsKey | None,
+               clock: Callable[[], float] = time.time, rng: Callable[[], float] = random.random,
                ) -> tuple[FeedManager | None, FeedsKey | None]:
     """The FeedManager for `config`: the current one when its feeds are unchanged, else a new one
-    restored from the last-known-good lists on disk (no network call). Raises FeedError."""
+    (with this clock and random source) restored from the last-known-good lists on disk (no
+    network call). Raises FeedError."""
     if not config.feeds:
         return None, None
     key = (config.feeds, config.state_dir)
     if current is not None and key == current_key:
         return current, key
-    manager = FeedManager(config.feeds, config.state_dir)
+    manager = FeedManager(config.feeds, config.state_dir, clock=clock, rng=rng)
     manager.load_last_known_good()
     return manager, key
 

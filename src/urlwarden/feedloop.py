@@ -1,24 +1,21 @@
 """Keeps feeds fresh in the background of a running proxy, off its event loop.
 
-`FeedLoop.run` is one asyncio task: it refreshes each feed when it is due (downloads and
-parsing run in a child process given an offloader, else in a worker thread: no request waits
-on them), calls `on_change` when a feed published a new list (the addon then rebuilds its
-snapshot aside and swaps it in), reports
-failures and staleness in the log and the metrics, and sleeps until the next feed is due.
-A failed update changes nothing but the feed's status: blocking continues with the list it has.
+`FeedLoop.run` is one asyncio task over a `urlwarden.inforce.Runtime`: it refreshes each feed
+when it is due (the download in a worker thread, the payload's parsing in a child process: no
+request waits on either), has the runtime rebuild and swap in its snapshot when a feed
+published a new list, reports failures and staleness in the log and the metrics, and sleeps
+until the next feed is due. The feeds are the runtime's: a reload that replaces the feed
+manager is picked up at the next round. A failed update changes nothing but the feed's status:
+blocking continues with the list it has. Time comes from the runtime's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from .errors import FeedError
-from .feeds.manager import FeedManager
-from .metrics import Metrics
+from .errors import FeedError, UrlwardenError
+from .inforce import Runtime
 
 log = logging.getLogger("urlwarden")
 
@@ -29,16 +26,10 @@ MAX_SLEEP = 60.0
 
 
 class FeedLoop:
-    def __init__(self, manager: FeedManager, on_change: Callable[[], Awaitable[None]], metrics: Metrics,
-                 clock: Callable[[], float] = time.time, offloader: Any = None):
-        self.manager = manager
-        self.offloader = offloader  # refreshes run in a child process (see urlwarden.offload)
-        self.on_change = on_change
-        self.metrics = metrics
-        self.clock = clock
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
         self._wake = asyncio.Event()
         self._refresh_all = False
-        self._stale_reported: set[str] = set()
 
     def refresh_all_now(self) -> None:
         """Refresh every feed at the next round, due or not (SIGHUP, `urlwarden update`)."""
@@ -51,46 +42,60 @@ class FeedLoop:
             await self._sleep()
 
     async def round(self) -> None:
+        # (no decision is under way while this coroutine runs: a snapshot replaced by the last
+        # round's rebuild is unused now)
+        self.runtime.release_retired()
         refresh_all, self._refresh_all = self._refresh_all, False
-        for name in self.manager.names:
-            if refresh_all or self.manager.due(name):
-                await self._refresh(name)
-        self._report_staleness()
+        manager = self.runtime.feeds
+        changed = False
+        for name in manager.names if manager is not None else ():
+            if refresh_all or manager.due(name):
+                changed = await self._refresh(name) or changed
+        if changed or self._behind():
+            await self._rebuild()
+        for status in self.runtime.staleness_changes():
+            age = "never loaded" if status.age is None else f"last success {status.age / 3600:.1f} h ago"
+            log.warning("feed %s is stale (%s); blocking continues with the list it has", status.name, age,
+                        extra={"event": {"event": "feed_stale", "feed": status.name}})
 
-    async def _refresh(self, name: str) -> None:
+    async def _refresh(self, name: str) -> bool:
         try:
-            changed = await asyncio.to_thread(self.manager.refresh, name, offloader=self.offloader)
+            changed = await asyncio.to_thread(self.runtime.refresh, name)
         except FeedError as exc:
-            self.metrics.list_update_failed(name)
             log.warning("feed %s: update failed, the current list stays: %s", name, exc,
                         extra={"event": {"event": "feed_update_failed", "feed": name}})
-            return
+            return False
         except Exception as exc:  # an adapter bug must not end the loop: later rounds retry
-            self.metrics.list_update_failed(name)
+            if self.runtime.metrics is not None:
+                self.runtime.metrics.list_update_failed(name)
             log.error("feed %s: update failed (%s), the current list stays", name, type(exc).__name__)
-            return
-        status = self.manager.status(name)
-        self.metrics.list_loaded(name, status.entries, at=status.last_success)
+            return False
         if changed:
+            status = self.runtime.feeds.status(name)
             log.info("feed %s: %s update, %d entries", name, status.last_update, status.entries,
                      extra={"event": {"event": "feed_updated", "feed": name, "entries": status.entries}})
-            await self.on_change()
+        return changed
 
-    def _report_staleness(self) -> None:
-        for status in self.manager.statuses():
-            if status.stale and status.name not in self._stale_reported:
-                self._stale_reported.add(status.name)
-                age = "never loaded" if status.age is None else f"last success {status.age / 3600:.1f} h ago"
-                log.warning("feed %s is stale (%s); blocking continues with the list it has", status.name, age,
-                            extra={"event": {"event": "feed_stale", "feed": status.name}})
-            elif not status.stale:
-                self._stale_reported.discard(status.name)
+    def _behind(self) -> bool:
+        """A feed list not yet in the snapshot in force (an earlier rebuild failed)."""
+        current = self.runtime.current
+        return bool(current and current.feeds and current.feeds.generation != current.feed_lists.generation)
+
+    async def _rebuild(self) -> None:
+        try:
+            await asyncio.to_thread(self.runtime.rebuild)
+        except UrlwardenError as exc:
+            log.error("feed update not applied, the current lists stay (retried next round): %s", exc)
+        except Exception as exc:  # a bug must not end the feed loop: the next round tries again
+            log.error("feed update not applied (%s), the current lists stay", type(exc).__name__)
 
     async def _sleep(self) -> None:
         if self._refresh_all:
             return  # asked for during the round that just ended
-        now = self.clock()
-        next_due = min((self.manager.next_refresh_at(n) for n in self.manager.names), default=now + MAX_SLEEP)
+        now = self.runtime.clock()
+        manager = self.runtime.feeds
+        names = manager.names if manager is not None else ()
+        next_due = min((manager.next_refresh_at(n) for n in names), default=now + MAX_SLEEP)
         timeout = min(MAX_SLEEP, max(MIN_SLEEP, next_due - now))
         self._wake.clear()
         try:

@@ -84,12 +84,13 @@ def _jobs() -> dict:
     from . import engine  # imported here: `engine` pulls in the feeds package, needless for `snapfile`
     from .feeds import manager
 
-    return {"load_state": engine.load_state, "rebuild": engine.rebuild, "feed_update": manager.prepare_update}
+    return {"load_state": engine.load_state, "rebuild": engine.rebuild, "feed_update": manager.examine}
 
 
 JOBS = ("load_state", "rebuild", "feed_update")
 """What a child can be asked to run: `engine.load_state`, `engine.rebuild` and
-`feeds.manager.prepare_update` (a feed's fetch, parse, validation and last-known-good save)."""
+`feeds.manager.examine` (a fetched feed payload's verification, parse, validation and
+last-known-good save; the fetch itself stays in the proxy, which has the adapters)."""
 
 
 def run_job(job: str, *args: Any) -> Any:

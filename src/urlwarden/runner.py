@@ -1,10 +1,11 @@
 """``urlwarden run``: mitmproxy's own mitmdump machinery with the urlwarden addon built in.
 
 The configuration and lists are loaded and checked before mitmproxy starts, so a bad file stops
-the command with one line naming it; the loaded state is then handed to the addon, which does
-not load it twice. Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...),
-except that a listen address wider than ``--listen`` (or the configuration's ``listen``) is
-refused (`urlwarden.listenscope`).
+the command with one line naming it; the runtime they were loaded into
+(`urlwarden.inforce.Runtime`) is then handed to the addon, which does not load them twice.
+Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...), except that a
+listen address wider than ``--listen`` (or the configuration's ``listen``) is refused
+(`urlwarden.listenscope`).
 
 Privacy defaults: mitmproxy's flow printer is not loaded, and the addon's
 ``urlwarden_private_logs`` option (on by default) cuts mitmproxy's own log to errors, because at
@@ -27,28 +28,33 @@ from .engine import State
 def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, int] | None,
         mitmproxy_args: Sequence[str]) -> int:
     """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code."""
-    from .addon import load_all
+    from . import logs
+    from .inforce import Runtime, read_config
     from .offload import Offloader
 
-    loaded = load_all(config_path or str(default_config_path()), list_specs, None, None, Offloader())
-    state = loaded[0]
-    config = state.config
+    config = read_config(config_path or str(default_config_path()), list_specs)
+    logs.configure_logging(config.logging.level)  # (as the addon will: the load below logs what it loaded)
+    source = str(Path(config.source).resolve())
+    runtime = Runtime(offloader=Offloader())
+    # the option values the addon will see, so that it recognises what is loaded already
+    runtime.load(config, source=(source, tuple(list_specs)))
     host, port = listen or config.listen
     # The addon applies (and polices) the listen address itself; the explicit options say the
     # same thing, so that mitmproxy never even starts out with its own default of every address.
     args = [
         "--listen-host", host, "--listen-port", str(port),
-        "--set", f"urlwarden_config={Path(config.source).resolve()}",
+        "--set", f"urlwarden_config={source}",
         "--set", "connection_strategy=lazy",
     ]
     for spec in list_specs:
         args += ["--set", f"urlwarden_lists={spec}"]
     args += list(mitmproxy_args)
-    _start_mitmproxy(loaded, (host, port), args)
+    banner = describe_lists(runtime.current.state)
+    _start_mitmproxy(runtime, banner, (host, port), args)
     return 0
 
 
-def _start_mitmproxy(loaded, listen: tuple[str, int], args: list[str]) -> None:
+def _start_mitmproxy(runtime, banner: list[str], listen: tuple[str, int], args: list[str]) -> None:
     # Imported here so that the rest of the CLI (check, canon, hash-list) starts fast.
     from mitmproxy.tools import cmdline, main
     from mitmproxy.tools.dump import DumpMaster
@@ -58,7 +64,8 @@ def _start_mitmproxy(loaded, listen: tuple[str, int], args: list[str]) -> None:
     class UrlwardenMaster(DumpMaster):
         def __init__(self, options):
             super().__init__(options, with_termlog=True, with_dumper=False)
-            self.addons.add(UrlWarden(preloaded=loaded, listen=listen), Banner(loaded[0]))
+            # (the runtime, not a snapshot: what it holds is replaced and released on reloads)
+            self.addons.add(UrlWarden(runtime, listen=listen), Banner(banner))
 
     main.run(UrlwardenMaster, cmdline.mitmdump, args)
 
@@ -66,8 +73,8 @@ def _start_mitmproxy(loaded, listen: tuple[str, int], args: list[str]) -> None:
 class Banner:
     """Prints, once the listeners are up, where the proxy listens, what it loaded, and the CA."""
 
-    def __init__(self, state: State):
-        self.state = state
+    def __init__(self, lists: list[str]):
+        self.lists = lists  # lines, not the state: a banner must not keep the start-up snapshot alive
 
     def running(self) -> None:
         from mitmproxy import ctx
@@ -75,7 +82,7 @@ class Banner:
         addresses = ", ".join(f"{h}:{p}" for h, p in _listen_addresses(ctx)) or "(no listener)"
         confdir = os.path.expanduser(ctx.options.confdir)
         lines = [f"urlwarden: proxy listening on {addresses} (mode: {', '.join(ctx.options.mode)})"]
-        lines += [f"urlwarden: {line}" for line in describe_lists(self.state)]
+        lines += [f"urlwarden: {line}" for line in self.lists]
         lines.append(f"urlwarden: CA certificate: {os.path.join(confdir, 'mitmproxy-ca-cert.pem')} "
                      f"(clients install it from http://mitm.it through the proxy; see docs/home.md)")
         # stderr: stdout carries the JSON log lines, which log shippers parse one by one

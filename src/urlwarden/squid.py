@@ -52,12 +52,15 @@ Helper protocol (Squid's external ACL helper protocol, in its concurrent form):
   (after retrying it twice) or could not be queued (``queue-size``): both fail closed, and the
   block page server answers the empty or ``error`` reference with "could not check" (503).
 
-Reloading: every `CHECK_INTERVAL` seconds a background thread compares the configuration file
-and every list file (size, mtime, inode) with what is loaded; a change that has held still for
-one check (so a file being written is not read half-way) is loaded aside and swapped in with
-one assignment, and SIGHUP does the same at once. A bad new configuration or list is rejected
-whole and logged; the running one stays. Lines keep being answered meanwhile, from the lists
-in force.
+What is in force (configuration, feeds, snapshot) belongs to a `urlwarden.inforce.Runtime`,
+the same one the mitmproxy addon uses: it loads, rebuilds after a feed update, serializes the
+two, never publishes a snapshot built from older feed lists, and reports staleness. This
+module only decides when: every `CHECK_INTERVAL` seconds a background thread compares the
+configuration file and every list file (size, mtime, inode) with what is loaded; a change that
+has held still for one check (so a file being written is not read half-way) is loaded aside
+(in a child process) and swapped in with one assignment, and SIGHUP does the same at once. A
+bad new configuration or list is rejected whole and logged; the running one stays. Lines keep
+being answered meanwhile, each from the value in force when it was read.
 
 Feeds: restored from their last-known-good copies at start (no network), then refreshed on the
 feeds' own schedule by the same background thread. Squid runs several helper processes, so one
@@ -96,9 +99,10 @@ from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
 from . import blockpage, canon, logs
 from .config import Config, load_config
-from .engine import State, host_severity, open_feeds, request_verdict
+from .engine import State, host_severity, request_verdict
 from .errors import ConfigError, FeedError, UrlwardenError
 from .feeds.manager import FeedManager
+from .inforce import Runtime
 from .matcher import HostStatus, Verdict
 from .netutil import is_loopback
 from .offload import Offloader, shorten_gil_switch_interval
@@ -320,21 +324,24 @@ def _stamp(path: str | os.PathLike[str]) -> _FileStamp:
 
 
 class SquidHelper:
-    """Answers Squid's lookups from one `State`; a background thread keeps the state current.
+    """Answers Squid's lookups from the value in force of a `urlwarden.inforce.Runtime`; a
+    background thread keeps it current.
 
     `answer_line` is what the main loop calls for every line (it never raises). `maintain` is
     one round of the background work (reload on change or SIGHUP, feeds); `run` reads stdin
     until EOF, with `maintain` running every `CHECK_INTERVAL` seconds on its own thread.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, runtime: Runtime | None = None):
         self.config_path = config.source if Path(config.source).is_file() else None
-        self.feeds: FeedManager | None = None
-        self._feeds_key = None
         # lists are parsed and compiled in a child process (urlwarden.offload): while one is
         # rebuilt, this helper keeps answering Squid at full speed
-        self._offloader = Offloader()
-        self.state = self._load(config)
+        self.runtime = runtime if runtime is not None else Runtime(offloader=Offloader())
+        try:
+            self.runtime.load(config)
+        except BaseException:
+            self.runtime.close()
+            raise
         self._loaded_stamps = self._seen_stamps = self._file_stamps(config)
         self._lkg_stamps = self._feed_file_stamps()
         self._reload_requested = threading.Event()
@@ -342,32 +349,18 @@ class SquidHelper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._error_kinds_logged: set[str] = set()
-        self._stale_reported: set[str] = set()
         self._warn_about_https(config)
 
-    # --- loading -----------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The configuration and snapshot in force."""
+        return self.runtime.current.state
 
-    def _load(self, config: Config, fresh_feeds: bool = False) -> State:
-        """Lists and feeds (from last-known-good) for `config`; the new state, not yet in force.
-        The feed manager is kept when the feeds are unchanged, unless `fresh_feeds`."""
-        current = None if fresh_feeds else self.feeds
-        manager, key = open_feeds(config, current, self._feeds_key if current else None)
-        try:
-            state = self._offloader.run("load_state", config, tuple(manager.lists()) if manager else ())
-        except BaseException:
-            if manager is not None and manager is not self.feeds:
-                manager.close()
-            raise
-        if manager is not self.feeds:
-            old, self.feeds, self._feeds_key = self.feeds, manager, key
-            if old is not None:
-                old.close()
-        self._unavailable = tuple(manager.unavailable_required()) if manager else ()
-        if self._unavailable:
-            log.error("squid-helper: required feeds without any list yet: %s; every lookup is answered OK "
-                      "(denied) until they have one", ", ".join(self._unavailable))
-        log.info("squid-helper: lists loaded: %s", _describe(state))
-        return state
+    @property
+    def feeds(self) -> FeedManager | None:
+        return self.runtime.feeds
+
+    # --- loading -----------------------------------------------------------------------------
 
     def _file_stamps(self, config: Config) -> tuple[_FileStamp, ...]:
         paths = [self.config_path] if self.config_path else []
@@ -403,9 +396,10 @@ class SquidHelper:
             self._log_once(f"parse:{type(exc).__name__}", f"internal error while parsing a line "
                            f"({type(exc).__name__}); answered BH")
             return format_answer(_channel_of(line), BH)
-        state = self.state
-        if self._unavailable:  # a required feed has no list yet: nothing is let through (as the proxy)
+        inforce = self.runtime.current  # one read: this answer uses this snapshot throughout
+        if inforce.missing_required:  # a required feed has no list yet: nothing is let through (as the proxy)
             return format_answer(request.channel, NOT_READY)
+        state = inforce.state
         try:
             answer = decide(state, request)
         except ValueError:
@@ -438,6 +432,7 @@ class SquidHelper:
         """One round: reload on SIGHUP or on changed files, pick up other processes' feed
         updates, refresh the feeds that are due. Errors are logged; the state in force stays."""
         try:
+            self.runtime.release_retired()  # what the last round replaced is unused by now
             self._check_files()
             self._check_feeds()
         except Exception as exc:  # never end the thread: the next round tries again
@@ -453,12 +448,11 @@ class SquidHelper:
             return
         try:
             config = load_config(self.config_path) if self.config_path else self.state.config
-            state = self._load(config, fresh_feeds=forced)  # SIGHUP re-reads last-known-good too
+            self.runtime.load(config, fresh_feeds=forced)  # SIGHUP re-reads last-known-good too
         except UrlwardenError as exc:
             log.error("squid-helper: reload rejected, the running configuration stays: %s", exc)
             self._loaded_stamps = stamps  # not again until the files change again
             return
-        self.state = state  # the one assignment that swaps the new lists in
         self._loaded_stamps = self._seen_stamps = self._file_stamps(config)
         self._lkg_stamps = self._feed_file_stamps()
         self._warn_about_https(config)
@@ -475,63 +469,36 @@ class SquidHelper:
                     if self._feed_file_stamps() != self._lkg_stamps:  # another process just finished
                         self._reload_feeds_from_disk()
                     self._refresh([name for name in due if self.feeds.due(name)])
-        self._report_staleness()
+        for status in self.runtime.staleness_changes():
+            log.warning("squid-helper: feed %s is stale; blocking continues with the list it has", status.name)
 
     def _reload_feeds_from_disk(self) -> None:
-        config = self.state.config
+        """Another process saved a feed: a new feed manager from the last-known-good copies."""
+        stamps = self._feed_file_stamps()
         try:
-            manager, key = open_feeds(config, None, None)
-        except FeedError as exc:
-            log.error("squid-helper: feeds not reloaded from last-known-good: %s", exc)
-            self._lkg_stamps = self._feed_file_stamps()
-            return
-        try:
-            state = self._rebuild(manager)
+            self.runtime.load(self.state.config, fresh_feeds=True, reuse_static=True)
         except UrlwardenError as exc:
             log.error("squid-helper: feeds not reloaded from last-known-good: %s", exc)
-            manager.close()
-            self._lkg_stamps = self._feed_file_stamps()  # not again until the files change again
+            self._lkg_stamps = stamps  # not again until the files change again
             return
-        old, self.feeds, self._feeds_key = self.feeds, manager, key
         self._lkg_stamps = self._feed_file_stamps()
-        self.state = state
-        self._unavailable = tuple(manager.unavailable_required())
-        if old is not None:
-            old.close()
-        log.info("squid-helper: feeds reloaded from last-known-good: %s", _describe(self.state))
 
     def _refresh(self, names: list[str]) -> None:
-        manager, changed = self.feeds, False
         for name in names:
             try:
-                changed = manager.refresh(name, offloader=self._offloader) or changed
+                self.runtime.refresh(name)
             except FeedError as exc:
                 log.warning("squid-helper: feed %s: update failed, the current list stays: %s", name, exc,
                             extra={"event": {"event": "feed_update_failed", "feed": name}})
                 continue
-            status = manager.status(name)
+            status = self.feeds.status(name)
             log.info("squid-helper: feed %s: %s, %d entries", name, status.last_update, status.entries)
-        if changed and manager is self.feeds:
-            try:
-                self.state = self._rebuild(manager)
-            except UrlwardenError as exc:
-                log.error("squid-helper: feed update not applied, the current lists stay: %s", exc)
-                return  # the stamps stay old: the next round picks the update up from disk
-            self._unavailable = tuple(manager.unavailable_required())
+        try:
+            self.runtime.rebuild()  # (nothing to do when no feed changed)
+        except UrlwardenError as exc:
+            log.error("squid-helper: feed update not applied, the current lists stay: %s", exc)
+            return  # the stamps stay old: the next round picks the update up from disk
         self._lkg_stamps = self._feed_file_stamps()
-
-    def _rebuild(self, manager: FeedManager) -> State:
-        """The state in force with these feeds' lists, compiled in a child process."""
-        state = self.state
-        return self._offloader.run("rebuild", state.config, state.static_block, state.allow, manager.lists())
-
-    def _report_staleness(self) -> None:
-        for status in self.feeds.statuses() if self.feeds else ():
-            if status.stale and status.name not in self._stale_reported:
-                self._stale_reported.add(status.name)
-                log.warning("squid-helper: feed %s is stale; blocking continues with the list it has", status.name)
-            elif not status.stale:
-                self._stale_reported.discard(status.name)
 
     def _background(self) -> None:
         while not self._stop.is_set():
@@ -568,11 +535,9 @@ class SquidHelper:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._offloader.stop()
+        self.runtime.close()  # (stops a list build under way)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(STOP_TIMEOUT)
-        if self.feeds is not None:
-            self.feeds.close()
 
 
 def _batches(stdin: BinaryIO) -> Iterator[list[tuple[bytes, bool]]]:
@@ -663,11 +628,6 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
-
-
-def _describe(state: State) -> str:
-    parts = [f"{ls.action} list {ls.name}: {ls.entries} entries ({ls.format})" for ls in state.snapshot.stats.lists]
-    return "; ".join(parts) if parts else "no lists loaded: nothing will be blocked"
 
 
 @contextlib.contextmanager

@@ -21,6 +21,10 @@ headers, body, and faults:
     truncate_to   announce the full Content-Length but send only this many bytes, then close
     etag          sent as ETag; a request whose If-None-Match equals it gets 304 instead
     gzip          send the body gzip-compressed with Content-Encoding: gzip
+    chunks        send the body in this many writes, `chunk_interval` seconds apart (a slow
+                  download); `chunks_sent(path)` counts the writes made so far
+    last_chunk_gate  a `threading.Event` the last chunk waits for (at most IDLE_TIMEOUT), so a
+                  test decides when a slow download ends
 
 Records. Every request is kept as a `RequestRecord` (method, path, query, lower-cased headers,
 the client certificate's common name under mTLS), in arrival order.
@@ -64,6 +68,9 @@ class Reply:
     truncate_to: int | None = None
     etag: str | None = None
     gzip: bool = False
+    chunks: int = 1
+    chunk_interval: float = 0.0
+    last_chunk_gate: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +172,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if reply.chunks > 1 or reply.last_chunk_gate is not None:
+            self._write_slowly(owner, record.path, body, reply)
+            return
         self.wfile.write(body)
+
+    def _write_slowly(self, owner: FeedServer, path: str, body: bytes, reply: Reply) -> None:
+        size = -(-len(body) // reply.chunks)
+        pieces = [body[i:i + size] for i in range(0, len(body), size)] or [b""]
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            if index and owner._stopping.wait(reply.chunk_interval):
+                self.close_connection = True
+                return
+            if last and reply.last_chunk_gate is not None:
+                reply.last_chunk_gate.wait(IDLE_TIMEOUT)
+            self.wfile.write(piece)
+            self.wfile.flush()
+            owner._count_chunk(path)
 
     def _client_cn(self) -> str | None:
         getpeercert = getattr(self.connection, "getpeercert", None)
@@ -211,6 +235,7 @@ class FeedServer:
         self._queues: dict[str, deque[Reply]] = {}
         self._defaults: dict[str, Reply] = {}
         self._requests: list[RequestRecord] = []
+        self._chunks_sent: dict[str, int] = {}
         self._stopping = threading.Event()
         self._server = _Server(self, context)
         self.port = self._server.server_address[1]
@@ -276,6 +301,15 @@ class FeedServer:
             self._queues.clear()
             self._defaults.clear()
             self._requests.clear()
+
+    def chunks_sent(self, path: str) -> int:
+        """Body writes made so far for `path` by replies with ``chunks`` (all requests together)."""
+        with self._lock:
+            return self._chunks_sent.get(path, 0)
+
+    def _count_chunk(self, path: str) -> None:
+        with self._lock:
+            self._chunks_sent[path] = self._chunks_sent.get(path, 0) + 1
 
     def _take(self, record: RequestRecord) -> Reply:
         with self._lock:

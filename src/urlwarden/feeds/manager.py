@@ -86,6 +86,7 @@ __all__ = [
     "DEFAULT_MAX_SHRINK",
     "SOURCES",
     "UPDATE_KINDS",
+    "FeedLists",
     "FeedManager",
     "FeedSpec",
     "FeedStatus",
@@ -220,6 +221,22 @@ class FeedStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedLists:
+    """The feeds' lists in force at one moment (`FeedManager.lists_in_force`).
+
+    generation        the manager's `generation` they belong to
+    lists             the lists, in configuration order (feeds without a list left out)
+    versions          feed name -> (version, checksum) of each list
+    missing_required  required feeds without any list
+    """
+
+    generation: int
+    lists: tuple[ParsedList, ...] = ()
+    versions: Mapping[str, tuple[FeedVersion | None, str | None]] = field(default_factory=dict)
+    missing_required: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class _State:
     """Everything the manager knows about one feed; replaced whole, never mutated."""
 
@@ -244,19 +261,55 @@ class _Outcome:
     parsed: ParsedList | None = None  # None: nothing new to publish
     checksum: str | None = None
     note: str | None = None
-    saved: tuple[bool, str | None, tuple[str, ...]] | None = None  # (lkg_saved, lkg_path, notes) by `_prepare`
+    saved: tuple[bool, str | None, tuple[str, ...]] | None = None  # (lkg_saved, lkg_path, notes) by `examine`
 
 
-def prepare_update(spec: FeedSpec, state_dir: str, state: _State, force: bool) -> _Outcome:
-    """Everything `FeedManager.refresh` does before publishing, by a manager of its own: the job
-    a child process runs for `refresh(..., offloader=...)` (see `urlwarden.offload`)."""
-    with FeedManager([spec], state_dir) as manager:
-        return manager._prepare(spec, state, force)
+@dataclass(frozen=True, slots=True)
+class _FullListNeeded:
+    """What `examine` answers when a diff does not apply: fetch the full list and examine that."""
+
+    reason: str
 
 
-def _prepare_offloaded(offloader: Any, spec: FeedSpec, state_dir: str, state: _State, force: bool) -> _Outcome:
+def examine(spec: FeedSpec, state_dir: str, state: _State, force: bool, payload: FeedPayload,
+            now: float, diff_failure: str | None = None) -> _Outcome | _FullListNeeded:
+    """Everything `FeedManager.refresh` does with a fetched payload before publishing: verify the
+    signature, parse (or apply a diff to the list in force), check the checksum, validate, and
+    save a new list as the last-known-good. Raises `FeedError`.
+
+    Pure in its inputs (the feed's spec, the state directory, the feed's state in force, the
+    payload and the time): this is the job a child process runs (see `urlwarden.offload`), so it
+    needs no adapter and no registry; fetching stays with the caller. `diff_failure` is why a
+    diff did not apply, given when `payload` is the full list fetched instead (which must then be one).
+    """
+    key = load_public_key(spec.public_key, spec.name) if spec.public_key is not None else None
+    if key is not None:
+        verify_signature(payload.body, payload.signature, key, spec.name)
+    if is_diff(payload.body):
+        if diff_failure is not None:
+            raise FeedError(f"{diff_failure}; and the source did not send a full list when asked")
+        try:
+            parsed, version, value = _diff(spec, state, payload)
+            kind = "diff"
+        except FeedError as exc:
+            return _FullListNeeded(str(exc))
+    else:
+        parsed, version, value = _full(spec, payload)
+        kind = "full"
+    note = f"{diff_failure}; fetched the full list instead" if diff_failure is not None else None
+    _validate(spec, state, parsed, force)
+    if state.parsed is not None and _same_content(state.parsed, parsed):
+        return _Outcome("unchanged", version, note=note)
+    notes: list[str] = []
+    saved = _save(LastKnownGood(state_dir), spec, replace(state, parsed=parsed, checksum=value, version=version,
+                                                          last_success=now), notes, now)
+    return _Outcome(kind, version, parsed, value, note, saved=(saved.lkg_saved, saved.lkg_path, tuple(notes)))
+
+
+def _examine_offloaded(offloader: Any, spec: FeedSpec, state_dir: str, state: _State, force: bool,
+                       payload: FeedPayload, now: float, diff_failure: str | None) -> _Outcome | _FullListNeeded:
     try:
-        return offloader.run("feed_update", spec, state_dir, state, force)
+        return offloader.run("feed_update", spec, state_dir, state, force, payload, now, diff_failure)
     except FeedError:
         raise
     except UrlwardenError as exc:  # the child process died or could not be given its work
@@ -337,6 +390,21 @@ class FeedManager:
         """The lists in force, in configuration order (feeds without a list are left out)."""
         states = [self._states[name] for name in self._specs]
         return [state.parsed for state in states if state.parsed is not None]
+
+    def lists_in_force(self) -> FeedLists:
+        """The lists in force with the generation they belong to, read together (one lock): what a
+        snapshot is built from, and what it can later be compared with (`generation`)."""
+        with self._lock:
+            states = [(name, self._states[name]) for name in self._specs]
+            generation = self._generation
+        return FeedLists(
+            generation=generation,
+            lists=tuple(state.parsed for _, state in states if state.parsed is not None),
+            versions=MappingProxyType({name: (state.version, state.checksum)
+                                       for name, state in states if state.parsed is not None}),
+            missing_required=tuple(name for name, state in states
+                                   if state.parsed is None and self._specs[name].required),
+        )
 
     def status(self, name: str) -> FeedStatus:
         spec = self.spec(name)
@@ -435,9 +503,11 @@ class FeedManager:
 
         `force` overrides the spec's ``force`` for this update. On failure the current list
         stays, the status records the error and the backoff, and `FeedError` is raised.
-        With an `offloader` (`urlwarden.offload.Offloader`) the work up to publishing (fetch,
-        parse, validate, save the last-known-good) runs in a child process, so a running proxy
-        never waits for it; only the publishing happens here.
+        The fetch happens in the calling thread (I/O: it waits, it does not compute). With an
+        `offloader` (`urlwarden.offload.Offloader`) the work between fetch and publishing (parse,
+        validate, save the last-known-good: `examine`) runs in a child process that gets the
+        spec, the payload and the list in force, so a running proxy never waits for it;
+        adapters are only ever used here, in this process (a registered one works too).
         """
         spec = self.spec(name)
         with self._refreshing[name]:
@@ -445,10 +515,7 @@ class FeedManager:
             started = self._clock()
             force = spec.force if force is None else force
             try:
-                if offloader is None:
-                    outcome = self._prepare(spec, state, force)
-                else:
-                    outcome = _prepare_offloaded(offloader, spec, self._store.state_dir, state, force)
+                outcome = self._update(spec, state, force, offloader)
             except FeedError as exc:
                 self._fail(name, state, started, str(exc))
                 raise
@@ -522,7 +589,7 @@ class FeedManager:
             new = replace(new, parsed=outcome.parsed, checksum=outcome.checksum)
         if new.parsed is not None:  # obtained or confirmed by the source just now
             new = replace(new, source=self._adapters[name].source)
-        if outcome.saved is not None:  # saved by `_prepare`
+        if outcome.saved is not None:  # saved by `examine`
             lkg_saved, lkg_path, save_notes = outcome.saved
             notes.extend(save_notes)
             new = replace(new, lkg_saved=lkg_saved, lkg_path=lkg_path if lkg_saved else new.lkg_path)
@@ -555,21 +622,7 @@ class FeedManager:
             pass  # the state directory problem is reported by the list save itself
 
     def _save(self, spec: FeedSpec, state: _State, notes: list[str]) -> _State:
-        assert state.parsed is not None and state.checksum is not None
-        try:
-            path = self._store.save(
-                spec.name,
-                state.parsed,
-                version=state.version,
-                checksum=state.checksum,
-                last_success=state.last_success or self._clock(),
-                feed_format=spec.format,
-                config_id=self._config_ids[spec.name],
-            )
-        except FeedError as exc:
-            notes.append(f"{exc} (the update is in force; saving is retried at the next refresh)")
-            return replace(state, lkg_saved=False)
-        return replace(state, lkg_saved=True, lkg_path=path)
+        return _save(self._store, spec, state, notes, self._clock())
 
     def _since(self, spec: FeedSpec, state: _State) -> FeedVersion | None:
         if state.parsed is None or state.version is None:
@@ -578,17 +631,9 @@ class FeedManager:
             return replace(state.version, serial=None)  # never ask for a diff we cannot apply
         return state.version
 
-    def _prepare(self, spec: FeedSpec, state: _State, force: bool) -> _Outcome:
-        """`_update`, and a new list saved as the last-known-good: all the work before publishing."""
-        outcome = self._update(spec, state, force)
-        if outcome.parsed is None:
-            return outcome
-        notes: list[str] = []
-        saved = self._save(spec, replace(state, parsed=outcome.parsed, checksum=outcome.checksum,
-                                         version=outcome.version, last_success=self._clock()), notes)
-        return replace(outcome, saved=(saved.lkg_saved, saved.lkg_path, tuple(notes)))
-
-    def _update(self, spec: FeedSpec, state: _State, force: bool) -> _Outcome:
+    def _update(self, spec: FeedSpec, state: _State, force: bool, offloader: Any = None) -> _Outcome:
+        """Fetch here, `examine` here or in a child; a diff that does not apply is replaced by the
+        full list, fetched once in the same refresh."""
         adapter = self._adapters[spec.name]
         since = self._since(spec, state)
         payload = self._fetch(spec, adapter, since)
@@ -599,27 +644,21 @@ class FeedManager:
                 )
             known = state.version.serial if state.version is not None else None
             return _Outcome("not-modified", replace(payload.version, serial=payload.version.serial or known))
-        self._verify(spec, payload)
-        note = None
-        if is_diff(payload.body):
-            try:
-                parsed, version, value = self._diff(spec, state, payload)
-                kind = "diff"
-            except FeedError as exc:
-                note = f"{exc}; fetched the full list instead"
-                payload = self._fetch(spec, adapter, None)
-                if payload.not_modified or is_diff(payload.body):
-                    raise FeedError(f"{exc}; and the source did not send a full list when asked") from None
-                self._verify(spec, payload)
-                parsed, version, value = self._full(spec, payload)
-                kind = "full"
-        else:
-            parsed, version, value = self._full(spec, payload)
-            kind = "full"
-        self._validate(spec, state, parsed, force)
-        if state.parsed is not None and _same_content(state.parsed, parsed):
-            return _Outcome("unchanged", version, note=note)
-        return _Outcome(kind, version, parsed, value, note)
+        outcome = self._examine(spec, state, force, payload, offloader, None)
+        if isinstance(outcome, _FullListNeeded):
+            payload = self._fetch(spec, adapter, None)
+            if payload.not_modified:
+                raise FeedError(f"{outcome.reason}; and the source did not send a full list when asked")
+            outcome = self._examine(spec, state, force, payload, offloader, outcome.reason)
+        assert isinstance(outcome, _Outcome)
+        return outcome
+
+    def _examine(self, spec: FeedSpec, state: _State, force: bool, payload: FeedPayload, offloader: Any,
+                 diff_failure: str | None) -> _Outcome | _FullListNeeded:
+        state_dir = str(self._store.state_dir)
+        if offloader is None:
+            return examine(spec, state_dir, state, force, payload, self._clock(), diff_failure)
+        return _examine_offloaded(offloader, spec, state_dir, state, force, payload, self._clock(), diff_failure)
 
     @staticmethod
     def _fetch(spec: FeedSpec, adapter: FeedAdapter, since: FeedVersion | None) -> FeedPayload:
@@ -640,68 +679,83 @@ class FeedManager:
             )
         return payload
 
-    def _verify(self, spec: FeedSpec, payload: FeedPayload) -> None:
-        key = self._keys[spec.name]
-        if key is not None:
-            verify_signature(payload.body, payload.signature, key, spec.name)
 
-    def _diff(
-        self, spec: FeedSpec, state: _State, payload: FeedPayload
-    ) -> tuple[ParsedList, FeedVersion, str]:
-        name = spec.name
-        diff = parse_diff(payload.body, name)
-        serial = state.version.serial if state.version is not None else None
-        if state.parsed is None or serial != diff.base:
-            raise FeedError(
-                f"feed {name!r}: diff from serial {diff.base} does not apply to the list in force "
-                f"(serial {serial})"
-            )
-        if payload.checksum is not None and payload.checksum != diff.checksum:
-            raise FeedError(f"feed {name!r}: diff checksum and X-Urlwarden-SHA256 header disagree")
-        parsed = apply_diff(state.parsed, diff, spec.format, name)
-        return parsed, replace(payload.version, serial=diff.serial), diff.checksum
+def _diff(spec: FeedSpec, state: _State, payload: FeedPayload) -> tuple[ParsedList, FeedVersion, str]:
+    name = spec.name
+    diff = parse_diff(payload.body, name)
+    serial = state.version.serial if state.version is not None else None
+    if state.parsed is None or serial != diff.base:
+        raise FeedError(
+            f"feed {name!r}: diff from serial {diff.base} does not apply to the list in force "
+            f"(serial {serial})"
+        )
+    if payload.checksum is not None and payload.checksum != diff.checksum:
+        raise FeedError(f"feed {name!r}: diff checksum and X-Urlwarden-SHA256 header disagree")
+    parsed = apply_diff(state.parsed, diff, spec.format, name)
+    return parsed, replace(payload.version, serial=diff.serial), diff.checksum
 
-    def _full(self, spec: FeedSpec, payload: FeedPayload) -> tuple[ParsedList, FeedVersion, str]:
-        name = spec.name
-        parsed, header = parse_full(payload.body, spec.format, name)
-        expected = {value for value in (header.checksum, payload.checksum) if value is not None}
-        actual = checksum(parsed)
-        if len(expected) > 1:
-            raise FeedError(
-                f"feed {name!r}: list header and X-Urlwarden-SHA256 header give different checksums"
-            )
-        if expected and actual not in expected:
-            raise FeedError(
-                f"feed {name!r}: checksum mismatch: the list gives {actual[:16]}..., "
-                f"the source announced {next(iter(expected))[:16]}..."
-            )
-        serials = {value for value in (header.serial, payload.version.serial) if value is not None}
-        if len(serials) > 1:
-            raise FeedError(
-                f"feed {name!r}: list header and X-Urlwarden-Serial header give different serials"
-            )
-        version = replace(payload.version, serial=next(iter(serials), None))
-        return parsed, version, actual
 
-    def _validate(self, spec: FeedSpec, state: _State, parsed: ParsedList, force: bool) -> None:
-        name = spec.name
-        count = parsed.count
-        if count == 0:
-            raise FeedError(f"feed {name!r}: update would leave the list empty; kept the list in force")
-        if parsed.bad_lines > count:
-            first = f"; first: {parsed.problems[0]}" if parsed.problems else ""
+def _full(spec: FeedSpec, payload: FeedPayload) -> tuple[ParsedList, FeedVersion, str]:
+    name = spec.name
+    parsed, header = parse_full(payload.body, spec.format, name)
+    expected = {value for value in (header.checksum, payload.checksum) if value is not None}
+    actual = checksum(parsed)
+    if len(expected) > 1:
+        raise FeedError(
+            f"feed {name!r}: list header and X-Urlwarden-SHA256 header give different checksums"
+        )
+    if expected and actual not in expected:
+        raise FeedError(
+            f"feed {name!r}: checksum mismatch: the list gives {actual[:16]}..., "
+            f"the source announced {next(iter(expected))[:16]}..."
+        )
+    serials = {value for value in (header.serial, payload.version.serial) if value is not None}
+    if len(serials) > 1:
+        raise FeedError(
+            f"feed {name!r}: list header and X-Urlwarden-Serial header give different serials"
+        )
+    version = replace(payload.version, serial=next(iter(serials), None))
+    return parsed, version, actual
+
+
+def _validate(spec: FeedSpec, state: _State, parsed: ParsedList, force: bool) -> None:
+    name = spec.name
+    count = parsed.count
+    if count == 0:
+        raise FeedError(f"feed {name!r}: update would leave the list empty; kept the list in force")
+    if parsed.bad_lines > count:
+        first = f"; first: {parsed.problems[0]}" if parsed.problems else ""
+        raise FeedError(
+            f"feed {name!r}: not a {spec.format} list: {parsed.bad_lines} bad lines but only "
+            f"{count} entries{first}"
+        )
+    if state.parsed is not None and not force:
+        old = state.parsed.count
+        if count < old * (1.0 - spec.max_shrink):
             raise FeedError(
-                f"feed {name!r}: not a {spec.format} list: {parsed.bad_lines} bad lines but only "
-                f"{count} entries{first}"
+                f"feed {name!r}: update shrinks the list from {old} to {count} entries "
+                f"({100.0 * (old - count) / old:.0f}% removed, more than max_shrink="
+                f"{spec.max_shrink:g}); kept the list in force (force the update to accept it)"
             )
-        if state.parsed is not None and not force:
-            old = state.parsed.count
-            if count < old * (1.0 - spec.max_shrink):
-                raise FeedError(
-                    f"feed {name!r}: update shrinks the list from {old} to {count} entries "
-                    f"({100.0 * (old - count) / old:.0f}% removed, more than max_shrink="
-                    f"{spec.max_shrink:g}); kept the list in force (force the update to accept it)"
-                )
+
+
+def _save(store: LastKnownGood, spec: FeedSpec, state: _State, notes: list[str], now: float) -> _State:
+    """`state`'s list saved as the feed's last-known-good copy; a failure is a note, not an error."""
+    assert state.parsed is not None and state.checksum is not None
+    try:
+        path = store.save(
+            spec.name,
+            state.parsed,
+            version=state.version,
+            checksum=state.checksum,
+            last_success=state.last_success or now,
+            feed_format=spec.format,
+            config_id=_config_id(spec),
+        )
+    except FeedError as exc:
+        notes.append(f"{exc} (the update is in force; saving is retried at the next refresh)")
+        return replace(state, lkg_saved=False)
+    return replace(state, lkg_saved=True, lkg_path=path)
 
 
 def _same_content(a: ParsedList, b: ParsedList) -> bool:
