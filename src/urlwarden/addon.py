@@ -15,6 +15,9 @@ Where each decision is taken, so that a blocked host is never contacted:
   marks it refused (see `engine.tls_action`).
 * ``requestheaders``: blocks a request when any of its names is listed, before the body is read
   and before any upstream connection.
+* Bodies stream and flows keep no message history: the child addon `urlwarden.streaming.BodyStreaming`
+  (options ``urlwarden_stream_bodies``, ``urlwarden_keep_messages``); a request answered at its
+  headers is answered without its body being read.
 * ``server_connect``: the last guard: a server connection to a host listed whole, or one marked
   refused, is killed before it is opened.
 * ``running``: starts the feed refresher, tells systemd READY=1, and makes SIGHUP reload the
@@ -61,6 +64,7 @@ from .listenscope import ListenTooWide, plan_listen
 from .matcher import HostStatus, Verdict
 from .metrics import Metrics
 from .offload import Offloader, shorten_gil_switch_interval
+from .streaming import BodyStreaming
 
 log = logging.getLogger("urlwarden")
 startup_log = logging.getLogger("mitmproxy.urlwarden")  # reaches mitmproxy's start-up error check
@@ -109,6 +113,8 @@ class UrlWarden:
         self._missing_required: tuple[str, ...] = ()
         # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
         self._offloader = Offloader()
+        # mitmproxy calls these after this addon for every event (see urlwarden.streaming)
+        self.addons = [BodyStreaming()]
 
     # --- lifecycle ---------------------------------------------------------------------------
 
