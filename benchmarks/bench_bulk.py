@@ -13,7 +13,9 @@ Targets, all measured in the same run (the order flips every round):
   through what urlwarden passes through), with connection_strategy=lazy, flow_detail=0;
 * urlwarden: ``urlwarden run`` with a plain list of ``--entries`` entries (one has a path on
   h000001.bench.test, so urlwarden intercepts that host's HTTPS; clean.bench.test is not listed,
-  so its HTTPS passes through untouched) and its defaults (every body streams).
+  so its HTTPS passes through untouched) and its defaults (every body streams);
+* with ``--buffered``, also "buffered": the same urlwarden with ``urlwarden_stream_bodies=off``
+  (every body held whole, mitmproxy's own default), to show what streaming saves.
 
 Paths: plain HTTP (clean.bench.test), intercepted HTTPS (h000001.bench.test, an unlisted path)
 and passed-through HTTPS (clean.bench.test). curl speaks HTTP/1.1 everywhere (nginx here has no
@@ -41,7 +43,7 @@ run, not absolute figures across machines.
 Needs root (unshare --mount for the proxies' private /etc/hosts), curl and nginx.
 
 Usage: .venv/bin/python benchmarks/bench_bulk.py [--only SECTIONS] [--size BYTES] [--rounds R]
-       [--entries N] [--medium-count N] [--quick] [--json FILE]
+       [--entries N] [--medium-count N] [--buffered] [--quick] [--json FILE]
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from tests.support.proxyproc import ProxyProcess, free_port, namespace_unavailab
 SECTIONS = ("download", "upload", "medium")
 PATHS = ("http", "intercepted", "passthrough", "intercepted-h2")
 TARGETS = ("direct", "bare", "urlwarden")
+BUFFERED = "buffered"
 GIB = 1 << 30
 MIB = 1 << 20
 DEFAULT_SIZE = GIB
@@ -289,9 +292,10 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
         with open(upload_file, "wb") as f:
             f.truncate(args.size)
     runs: list[Transfer] = []
+    targets = TARGETS + ((BUFFERED,) if BUFFERED in rig.proxies else ())
     for r in range(args.rounds):
         for path in paths:
-            for target in bp.alternate(TARGETS, r):
+            for target in bp.alternate(targets, r):
                 if name == "medium":
                     t = medium_transfers(rig, target, path, args.medium_count, workdir)
                 else:
@@ -311,20 +315,20 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
             values = [key(t) for t in runs if t.path == path and t.target == target and key(t) is not None]
             return statistics.median(values) if values else None
 
-        rate = {target: med(target, lambda t: t.mb_per_s) for target in TARGETS}
+        rate = {target: med(target, lambda t: t.mb_per_s) for target in targets}
         s = {
             "mb_per_s": rate,
             "vs_bare": rate["urlwarden"] / rate["bare"],
             "vs_direct": rate["urlwarden"] / rate["direct"],
             "bare_vs_direct": rate["bare"] / rate["direct"],
-            "growth_mb": {target: med(target, lambda t: t.growth_mb) for target in ("bare", "urlwarden")},
-            "idle_mb": {target: med(target, lambda t: t.idle_mb) for target in ("bare", "urlwarden")},
+            "growth_mb": {target: med(target, lambda t: t.growth_mb) for target in targets if target != "direct"},
+            "idle_mb": {target: med(target, lambda t: t.idle_mb) for target in targets if target != "direct"},
         }
         if name == "download":
-            ttfb = {target: med(target, lambda t: t.ttfb) for target in TARGETS}
+            ttfb = {target: med(target, lambda t: t.ttfb) for target in targets}
             s["ttfb_ms"] = {k: v * 1000 for k, v in ttfb.items()}
             s["ttfb_added_ms"] = (ttfb["urlwarden"] - ttfb["direct"]) * 1000
-            rfb = {target: med(target, lambda t: t.request_to_first_byte) for target in TARGETS}
+            rfb = {target: med(target, lambda t: t.request_to_first_byte) for target in targets}
             s["request_to_first_byte_ms"] = {k: v * 1000 for k, v in rfb.items()}
             s["request_to_first_byte_added_ms"] = (rfb["urlwarden"] - rfb["direct"]) * 1000
         summary[path] = s
@@ -335,6 +339,9 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
         if name == "download":
             line += (f"; added over direct (aim <= {AIMS['ttfb_ms']:.0f} ms): TTFB {s['ttfb_added_ms']:.2f} ms, "
                      f"request to first byte {s['request_to_first_byte_added_ms']:.2f} ms")
+        if BUFFERED in targets:
+            line += (f"; buffered: {rate[BUFFERED]:.1f} MB/s, peak - idle {s['growth_mb'][BUFFERED]:.0f} MB"
+                     + (f", TTFB {s['ttfb_ms'][BUFFERED]:.0f} ms" if name == "download" else ""))
         log(line)
     return {"runs": [asdict(t) | {"mb_per_s": t.mb_per_s} for t in runs], "summary": summary}
 
@@ -355,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--entries", type=int, default=DEFAULT_ENTRIES, help="urlwarden's list size")
     parser.add_argument("--medium-count", type=int, default=DEFAULT_MEDIUM_COUNT, help="1 MiB GETs per medium run")
+    parser.add_argument("--buffered", action="store_true",
+                        help="also urlwarden with urlwarden_stream_bodies=off (needs memory: several times --size)")
     parser.add_argument("--quick", action="store_true", help="256 MiB bodies, 128 medium GETs (a smoke run)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = parser.parse_args(argv)
@@ -387,12 +396,14 @@ def main(argv: list[str] | None = None) -> int:
             ("bare", lambda p, c: bp.mitmdump_argv(p, c, pki, "--set", "stream_large_bodies=1",
                                                    "--set", r"ignore_hosts=clean\.bench\.test")),
             ("urlwarden", lambda p, c: bp.urlwarden_argv(p, config, c, pki)),
+            *([(BUFFERED, lambda p, c: bp.urlwarden_argv(p, config, c, pki)
+                + ["--set", "urlwarden_stream_bodies=off"])] if args.buffered else []),
         ):
             port, confdir = free_port(), base / f"conf-{name}"
             process = bp.start(stack, name, make(port, confdir), port, base / name)
             proxies[name] = (port, process.pid, confdir / "mitmproxy-ca-cert.pem")
         rig = Rig(nginx, pki, proxies)
-        for target in TARGETS:  # warm up every path once (certificates minted, connections set up)
+        for target in ("direct", *proxies):  # warm up every path once (certificates minted, connections set up)
             for path in PATHS:
                 _curl(rig.curl_args(target, path) + ["-w", "%{http_code}", rig.url(path, "/medium")])
         for section in sections:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import ssl
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ import pytest
 
 from tests.support.certs import make_test_pki
 from tests.support.origin import Origin, pattern_chunks, pattern_sha256
+from tests.support.procmem import PeakRss
 from tests.support.proxyproc import ProxyProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -72,39 +72,8 @@ def proxy(tmp_path_factory, pki):
         yield process
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-class PeakRss:
-    """Samples a process's resident memory in a thread while the `with` block runs."""
-
-    def __init__(self, pid: int, interval: float = 0.05):
-        self.pid, self.interval = pid, interval
-        self.idle = self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, rss_kb(self.pid))
-
-    def __enter__(self) -> PeakRss:
-        self.idle = self.peak = rss_kb(self.pid)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.peak = max(self.peak, rss_kb(self.pid))
-
-    def assert_bounded(self, what: str) -> None:
-        assert self.peak - self.idle < MEMORY_SLACK_KB, (
-            f"{what}: the proxy grew from {self.idle} kB to {self.peak} kB")
+def assert_bounded(rss: PeakRss, what: str) -> None:
+    assert rss.growth_kb < MEMORY_SLACK_KB, f"{what}: the proxy grew {rss.describe()}"
 
 
 def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
@@ -155,7 +124,7 @@ def test_large_download_over_http_streams_intact_in_flat_memory(proxy, origin):
         assert content_length(head) == BODY_BYTES
         got, digest = read_body(sock, rest, BODY_BYTES)
     assert (got, digest) == (BODY_BYTES, expected)
-    rss.assert_bounded("HTTP download")
+    assert_bounded(rss, "HTTP download")
 
 
 def test_large_download_over_intercepted_https_http2_streams_intact_in_flat_memory(proxy, origin):
@@ -176,7 +145,7 @@ def test_large_download_over_intercepted_https_http2_streams_intact_in_flat_memo
     assert err.strip() == "2 200", "curl should have spoken HTTP/2 to the intercepting proxy"
     assert (got, digest.hexdigest()) == (BODY_BYTES, expected)
     assert origin.connections and origin.connections[-1].kind == "https"
-    rss.assert_bounded("intercepted HTTPS (HTTP/2) download")
+    assert_bounded(rss, "intercepted HTTPS (HTTP/2) download")
 
 
 def test_large_upload_streams_intact_in_flat_memory(proxy, origin):
@@ -191,7 +160,7 @@ def test_large_upload_streams_intact_in_flat_memory(proxy, origin):
         answer = read_body_text(sock, rest, content_length(head))
     assert head.startswith(b"HTTP/1.1 200"), head
     assert answer == f"received {BODY_BYTES} {expected}"
-    rss.assert_bounded("HTTP upload")
+    assert_bounded(rss, "HTTP upload")
 
 
 def read_body_text(sock: socket.socket, first: bytes, length: int) -> str:
@@ -222,7 +191,7 @@ def test_listed_url_with_large_body_is_answered_before_the_body_and_never_sent(p
     assert head.split(b" ")[1] in (b"403", b"451"), head
     origin.wait_idle()
     assert origin.connections == [], "the origin was contacted for a listed URL"
-    rss.assert_bounded("blocked upload")
+    assert_bounded(rss, "blocked upload")
 
 
 def test_raw_tcp_connection_keeps_no_message_history(proxy):
@@ -262,4 +231,23 @@ def test_raw_tcp_connection_keeps_no_message_history(proxy):
             assert sock.recv(1) == b"k"
         thread.join(TRANSFER_TIMEOUT)
     assert received == [RAW_TCP_BYTES]
-    rss.assert_bounded("raw TCP connection")
+    assert_bounded(rss, "raw TCP connection")
+
+
+def test_listed_url_with_large_body_over_http2_is_answered_and_the_stream_reset(proxy, origin, tmp_path):
+    """Intercepted HTTPS, HTTP/2 to the proxy: the block page, then the stream ends; the origin sees nothing."""
+    body = tmp_path / "upload.bin"
+    with open(body, "wb") as f:
+        f.truncate(BODY_BYTES)  # sparse: nothing of it is held in memory here
+    origin.reset()
+    argv = ["curl", "-sS", "--http2", "--max-time", "20", "--proxy", f"http://127.0.0.1:{proxy.port}",
+            "--cacert", str(proxy.ca), "-o", "/dev/null", "-w", "%{http_version} %{http_code} %{size_upload}",
+            "--data-binary", f"@{body}", f"https://paths.test:{origin.https_port}/secret/upload"]
+    with PeakRss(proxy.pid) as rss:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    version, status, uploaded = done.stdout.split()
+    assert (done.returncode, version, status) == (0, "2", "451"), done.stderr
+    assert int(uploaded) < BODY_BYTES, "the whole body was sent: the proxy read it"
+    origin.wait_idle()
+    assert origin.connections == [], "the origin was contacted for a listed URL"
+    assert_bounded(rss, "blocked HTTP/2 upload")
