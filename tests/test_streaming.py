@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from mitmproxy import exceptions
 from mitmproxy.addons import proxyserver
@@ -9,7 +11,9 @@ from mitmproxy.proxy.layers import http as layers_http
 from mitmproxy.test import taddons, tflow
 
 from urlwarden.addon import UrlWarden
-from urlwarden.streaming import BodyStreaming, install_answer_before_body, stream_large_bodies_value
+from urlwarden.streaming import (
+    ENGINE_LOGGER, BodyStreaming, install_answer_before_body, stream_large_bodies_value,
+)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -92,3 +96,12 @@ def test_the_early_answer_is_installed_once_into_mitmproxys_http_stream():
     assert install_answer_before_body() is True
     assert layers_http.HttpStream.state_wait_for_request_headers is patched
     assert layers_http.HttpStream._urlwarden_answers_before_body is True
+
+
+@pytest.mark.parametrize("private, level", [(True, logging.WARNING), (False, logging.NOTSET)])
+def test_private_logs_keep_the_engine_from_making_a_record_per_streamed_message(private, level):
+    addon = UrlWarden()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, urlwarden_private_logs=private)
+        assert logging.getLogger(ENGINE_LOGGER).level == level
+    logging.getLogger(ENGINE_LOGGER).setLevel(logging.NOTSET)

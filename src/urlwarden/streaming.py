@@ -11,6 +11,11 @@ it everyone's protection. This module is the part of the addon layer that preven
   for the operator's own addons; ``off`` buffers every body (mitmproxy's default).
 * ``urlwarden_keep_messages`` (default off) trims each TCP, UDP and WebSocket flow to its latest
   message as it passes, so that a long connection costs the same memory as a short one.
+* Streaming makes mitmproxy's engine log one INFO line per streamed message, naming the host.
+  mitmproxy turns every log record into an ``add_log`` event for every addon, which cost a small
+  request about 9 % more instructions (benchmarks/bench_instructions.py); with
+  ``urlwarden_private_logs`` (default on) nothing below error is shown anyway, so the engine's
+  logger is set to drop records below warning before they are made.
 * A request answered at its headers (a block page, a 503 while not ready, a proxy-auth 407)
   is answered at once, without reading its body: mitmproxy 11 would read a body it then throws
   away (and whole, into memory, or refuse to: "Can't set a response and enable streaming at the
@@ -24,6 +29,7 @@ the request body has not been read; every other path is mitmproxy's own.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 
 from mitmproxy import ctx, exceptions
@@ -33,6 +39,9 @@ STREAM_ALL = "0"
 """Stream every body from its first byte (mitmproxy streams bodies larger than this many bytes)."""
 STREAM_OFF = "off"
 EARLY_ANSWER_MESSAGE = "answered before its body: the request body was not read"
+ENGINE_LOGGER = "mitmproxy.proxy.server"
+"""mitmproxy's per-connection logger: it writes "Streaming response from HOST" for every streamed message."""
+PRIVATE_ENGINE_LOG_LEVEL = logging.WARNING
 
 
 def stream_large_bodies_value(text: str) -> str | None:
@@ -76,7 +85,10 @@ class BodyStreaming:
         self._configured = False
 
     def configure(self, updated: set[str]) -> None:
-        # mitmproxy reports only the options that changed: the default must be applied once too.
+        # mitmproxy reports only the options that changed: the defaults must be applied once too.
+        if "urlwarden_private_logs" in ctx.options and (not self._configured or "urlwarden_private_logs" in updated):
+            private = ctx.options.urlwarden_private_logs
+            logging.getLogger(ENGINE_LOGGER).setLevel(PRIVATE_ENGINE_LOG_LEVEL if private else logging.NOTSET)
         if self._configured and "urlwarden_stream_bodies" not in updated:
             return
         try:
