@@ -30,7 +30,7 @@ download  one GET of ``--size`` bytes (default 1 GiB, a sparse file nginx sends 
           time_pretransfer, to the response head: what buffering a body would delay), and the
           proxy's idle and peak resident memory (VmRSS before; VmHWM after resetting it through
           /proc/PID/clear_refs, sampled VmRSS as a cross-check).
-upload    one POST of ``--size`` bytes (curl --data-binary from a sparse file; nginx answers
+upload    one POST of ``--size`` bytes (curl -T -X POST from a sparse file; nginx answers
           ``return 200`` and discards the body as it arrives): throughput and peak memory.
 medium    ``--medium-count`` GETs of a 1 MiB file over 32 parallel connections (curl --parallel
           --parallel-max 32): responses/s and MB/s, peak memory.
@@ -247,7 +247,8 @@ def one_transfer(rig: Rig, target: str, path: str, upload_file: Path | None, siz
     argv += ["-w", "%{http_code} %{http_version} %{time_pretransfer} %{time_starttransfer} %{time_total} "
                    "%{size_download} %{size_upload}"]
     if upload_file is not None:
-        argv += ["--data-binary", f"@{upload_file}", "-H", "Content-Type: application/octet-stream",
+        # -T streams the file (--data-binary would read it into curl's memory first); no Expect:
+        argv += ["-T", str(upload_file), "-X", "POST", "-H", "Expect:", "-H", "Content-Type: application/octet-stream",
                  rig.url(path, "/sink")]
     else:
         argv.append(rig.url(path, "/big"))
