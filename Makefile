@@ -29,6 +29,7 @@ bench: $(STAMP)
 
 bench-proxy: $(STAMP)
 	$(BIN)/python benchmarks/bench_proxy.py
+	$(BIN)/python benchmarks/bench_bulk.py
 	$(BIN)/python benchmarks/bench_reload_stall.py
 	$(BIN)/python benchmarks/bench_reload_stall.py --feed
 	$(BIN)/python benchmarks/bench_instructions.py

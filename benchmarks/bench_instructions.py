@@ -17,8 +17,12 @@ instructions per request is the throughput ratio the two would have on a core of
 Instructions are not cycles (cache misses and branch mispredictions are not counted); they
 measure the work each proxy does per request, not its memory behaviour.
 
+``--urlwarden-set NAME=VALUE`` and ``--bare-set NAME=VALUE`` (repeatable) pass mitmproxy options
+to one side only: e.g. ``--urlwarden-set urlwarden_stream_bodies=off`` measures urlwarden with
+bodies buffered, ``--bare-set stream_large_bodies=0`` bare mitmdump streaming as urlwarden does.
+
 Usage: .venv/bin/python benchmarks/bench_instructions.py [--entries N] [--requests N] [--rounds R]
-       [--origin ip|name]
+       [--origin ip|name] [--urlwarden-set NAME=VALUE ...] [--bare-set NAME=VALUE ...]
 Needs root (a private /etc/hosts, as bench_proxy.py), and valgrind and nginx from Debian.
 """
 
@@ -110,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--origin", choices=("ip", "name"), default="ip")
+    parser.add_argument("--urlwarden-set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a mitmproxy option for urlwarden only (repeatable)")
+    parser.add_argument("--bare-set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a mitmproxy option for bare mitmdump only (repeatable)")
     args = parser.parse_args(argv)
     missing = [tool for tool in ("valgrind", "callgrind_control", "nginx") if shutil.which(tool) is None]
     if missing:
@@ -117,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bp.log("urlwarden instruction-count benchmark")
     bp.log("  " + "  ".join(f"{k}={v}" for k, v in {**bp.machine(), "tree": bp.source_tree()}.items()))
-    bp.log(f"  settings: entries={args.entries:,} requests={args.requests} rounds={args.rounds} origin={args.origin}")
+    bp.log(f"  settings: entries={args.entries:,} requests={args.requests} rounds={args.rounds} origin={args.origin}"
+           f" urlwarden-set={args.urlwarden_set} bare-set={args.bare_set}")
     with bp.workspace() as base, contextlib.ExitStack() as stack:
         pki = make_test_pki(base / "pki", [bp.CLEAN_HOST, bp.LISTED_HOST])
         nginx = bp.Nginx(base / "nginx", pki)
@@ -132,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in bp.alternate(list(per_request), r):
                 port = free_port()
                 confdir = base / f"conf-{name}"
-                proxy_argv = (bp.mitmdump_argv(port, confdir, pki) if name == "bare"
-                              else bp.urlwarden_argv(port, config, confdir, pki))
+                extra = [a for value in (args.bare_set if name == "bare" else args.urlwarden_set)
+                         for a in ("--set", value)]
+                proxy_argv = (bp.mitmdump_argv(port, confdir, pki, *extra) if name == "bare"
+                              else bp.urlwarden_argv(port, config, confdir, pki) + extra)
                 total = measure(stack, name, proxy_argv, port, base / f"{name}-{r}", request, args.requests)
                 per_request[name].append(total / args.requests)
         bare = min(per_request["bare"])

@@ -54,7 +54,12 @@ ratios from one run, not absolute figures across machines.
 Needs root (unshare --mount for the private /etc/hosts) and the Debian packages
 ``wrk nginx-light haproxy`` (``nginx`` works too): ``apt-get install wrk nginx-light haproxy``.
 
+``--http-entries 1000000,10000000`` runs the http section once per list size, each against its own
+urlwarden (and bare mitmdump again, so that every ratio comes from one rig), and prints the
+throughput ratio per size at the end; the other sections use ``--entries``.
+
 Usage: .venv/bin/python benchmarks/bench_proxy.py [--only SECTIONS] [--entries N] [--rounds R]
+       [--http-entries N,N...]
        [--duration S] [--latency-duration S] [--connections C] [--https-duration S]
        [--origin ip|name] [--quick] [--json FILE]
 """
@@ -845,6 +850,19 @@ class Rig:
         return Proxy(name, port, argv, process, confdir)
 
 
+def entry_counts(text: str) -> list[int]:
+    """'1000000,10000000' (or '1M,10M') as list sizes."""
+    counts = []
+    for part in text.split(","):
+        part = part.strip().upper()
+        scale = {"K": 1_000, "M": 1_000_000}.get(part[-1:], 1)
+        digits = part[:-1] if scale > 1 else part
+        if not digits.isdigit() or int(digits) * scale <= 0:
+            raise argparse.ArgumentTypeError(f"not a list size: {part!r}")
+        counts.append(int(digits) * scale)
+    return counts
+
+
 @contextlib.contextmanager
 def workspace() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="urlwarden-bench-proxy-") as tmp:
@@ -865,6 +883,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100k entries, 2 rounds, short runs (a smoke run)")
     parser.add_argument("--pin", action="store_true",
                         help="http section: proxies on one CPU, wrk and nginx on another (needs 2 CPUs)")
+    parser.add_argument("--http-entries", type=entry_counts, default=None, metavar="N,N...",
+                        help="http section: one run per list size (e.g. 1000000,10000000); default --entries")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     args = parser.parse_args(argv)
     if args.quick:
@@ -896,10 +916,22 @@ def main(argv: list[str] | None = None) -> int:
         stack.enter_context(nginx.process)
         OUR_GROUPS.add(nginx.process.pid)
         log(f"  started nginx: {' '.join(nginx.argv)} (http {nginx.http_port}, https {nginx.https_port})")
+        http_sizes = args.http_entries or [args.entries]
+        if "http" in sections:
+            for entries in http_sizes:
+                if entries == args.entries:
+                    continue
+                sized = argparse.Namespace(**{**vars(args), "entries": entries})
+                with contextlib.ExitStack() as rig_stack:
+                    sized_list = write_list(base / f"list-{entries}.txt", entries)
+                    (base / f"http-{entries}").mkdir()
+                    rig = Rig(rig_stack, base / f"http-{entries}", pki, nginx, lua, sized_list)
+                    results[f"http-{entries}"] = bench_http(rig, sized)
+                sized_list.unlink()
         if {"http", "https", "reload"} & set(sections):
             with contextlib.ExitStack() as rig_stack:
                 rig = Rig(rig_stack, base, pki, nginx, lua, list_path)
-                if "http" in sections:
+                if "http" in sections and args.entries in http_sizes:
                     results["http"] = bench_http(rig, args)
                 if "https" in sections:
                     results["https"] = bench_https(rig, args)
@@ -908,6 +940,13 @@ def main(argv: list[str] | None = None) -> int:
         if "scaleout" in sections:
             write_list(list_path, args.entries)  # the reload section changed it
             results["scaleout"] = bench_scaleout(args, base, pki, nginx, lua, list_path)
+    if "http" in sections and len(http_sizes) > 1:
+        log("\nthroughput urlwarden/bare by list size (aim >= 0.98 at 10M):")
+        for entries in http_sizes:
+            summary = results["http" if entries == args.entries else f"http-{entries}"]["summary"]
+            log(f"  {entries:>12,} entries: median {summary['ratio_median']:.3f} (CPU per request "
+                f"{summary['cpu_ratio_median']:.3f}), urlwarden {summary['urlwarden_rps']:.0f} req/s, "
+                f"bare {summary['bare_rps']:.0f} req/s")
     info_end = os.getloadavg()
     log(f"\nload average at the end: {info_end[0]:.2f} {info_end[1]:.2f} {info_end[2]:.2f}")
     if args.json:

@@ -33,6 +33,11 @@ decision reads the runtime's value in force once and uses it throughout.
   opens only if `urlwarden.protocols` lets its carrier reach the host's status: checked HTTP
   (a request let through above) or WebSocket to a host with path-level entries, anything to a
   clean host, nothing to a host listed whole or a client marked refused.
+* Bodies stream and flows keep no message history: the child addon `urlwarden.streaming.BodyStreaming`
+  (options ``urlwarden_stream_bodies``, ``urlwarden_keep_messages``); a request answered at its
+  headers is answered without its body being read.
+* ``running``: starts the feed loop (`urlwarden.feedloop`, over the runtime), tells systemd
+  READY=1, and makes SIGHUP reload the
   configuration and lists through the runtime (`urlwarden.inforce`; built in a child process,
   `urlwarden.offload`, off the event loop; a bad new configuration is rejected whole), then
   refreshes every feed. It also shortens the GIL switch interval, so that a
@@ -68,6 +73,7 @@ from .matcher import Verdict
 from .metrics import Metrics
 from .protocols import Carrier, may_reach, may_upgrade
 from .offload import Offloader, shorten_gil_switch_interval
+from .streaming import BodyStreaming
 
 log = logging.getLogger("urlwarden")
 startup_log = logging.getLogger("mitmproxy.urlwarden")  # reaches mitmproxy's start-up error check
@@ -130,6 +136,8 @@ class UrlWarden:
         self._feed_loop: FeedLoop | None = None
         self._feed_task: asyncio.Task | None = None
         self._configured: Config | None = None  # the configuration `_follow_config` last applied
+        # mitmproxy calls these after this addon for every event (see urlwarden.streaming)
+        self.addons = [BodyStreaming()]
 
     @property
     def state(self) -> State | None:

@@ -28,6 +28,11 @@ What it does
   its port, if the client sent one) and <path> is the origin-form target (for an absolute-form
   target, its path and query). HEAD gets no body. Keep-alive follows HTTP/1.1 rules.
   Also ``X-Origin-Kind: http|https`` and ``Cache-Control: no-store``.
+- Bulk endpoints, for streaming tests, that never hold a body whole:
+  ``GET /stream/<n>`` answers ``n`` bytes of `pattern_chunks` (deterministic, generated as sent,
+  with ``Content-Length``); ``POST /sink`` reads a ``Content-Length`` body of any size in
+  chunks (``max_body_bytes`` does not apply), hashes it, and answers (and records, as the
+  request's body) ``received <length> <sha256 hex>``.
 - A WebSocket upgrade (``Upgrade: websocket`` + ``Sec-WebSocket-Key``) gets ``101`` with the
   right ``Sec-WebSocket-Accept``, then one text frame ``origin ws <host><path>``, then after
   `ws_hold` seconds a close frame (1000), then the socket is closed.
@@ -47,6 +52,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import random
 import select
 import socket
 import ssl
@@ -58,7 +64,7 @@ from urllib.parse import urlsplit
 
 from .certs import TestPKI
 
-__all__ = ["Origin", "ConnectionRecord", "RequestRecord", "WS_GUID"]
+__all__ = ["Origin", "ConnectionRecord", "RequestRecord", "WS_GUID", "pattern_chunks", "pattern_sha256"]
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B5B"
 DEFAULT_IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (also bounds each recv/send)
@@ -69,6 +75,29 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 ACCEPT_POLL = 0.2  # seconds between checks of the stop flag in the accept loop
 JOIN_TIMEOUT = 5.0  # seconds close() waits for all threads together
 RECV_SIZE = 65536
+STREAM_PATH = "/stream/"
+SINK_PATH = "/sink"
+# A prime length, so that the pattern's period lines up with no buffer or chunk size on the way:
+# a dropped, repeated or reordered chunk changes the checksum.
+_PATTERN = random.Random(15).randbytes(65521)
+
+
+def pattern_chunks(size: int, chunk: int = 4 * len(_PATTERN)):
+    """`size` deterministic bytes, in chunks of at most `chunk` bytes, generated as they are asked for."""
+    block = _PATTERN * (chunk // len(_PATTERN) or 1)
+    left = size
+    while left > 0:
+        piece = block[:left]
+        left -= len(piece)
+        yield piece
+
+
+def pattern_sha256(size: int) -> str:
+    """The SHA-256 (hex) of the first `size` bytes of `pattern_chunks`."""
+    digest = hashlib.sha256()
+    for piece in pattern_chunks(size):
+        digest.update(piece)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -457,7 +486,10 @@ class Origin:
                 if head is None:
                     return  # client went away mid-request
                 method, target, version, headers = self._parse_head(head)
-                body = self._read_body(sock, buf, headers)
+                if method == "POST" and target.split("?")[0] == SINK_PATH:
+                    body = self._sink_body(sock, buf, headers)
+                else:
+                    body = self._read_body(sock, buf, headers)
             except _BadRequest as bad:
                 self._reject(cid, kind, sni, sock, bad, first)
                 return
@@ -531,6 +563,32 @@ class Origin:
         body = bytes(buf[:length])
         del buf[:length]
         return body
+
+    def _sink_body(self, sock: socket.socket, buf: bytearray, headers) -> bytes:
+        """Read a Content-Length body of any size without holding it; returns its summary line."""
+        cls = {v.strip() for n, v in headers if n.lower() == "content-length"}
+        if len(cls) != 1 or not next(iter(cls)).isdigit():
+            raise _BadRequest(400, "sink needs one content-length")
+        left = int(next(iter(cls)))
+        digest = hashlib.sha256()
+        received = 0
+        while left > 0:
+            if not buf and not self._recv_more(sock, buf):
+                raise _BadRequest(400, "body truncated")
+            piece = bytes(buf[:left])
+            del buf[: len(piece)]
+            digest.update(piece)
+            received += len(piece)
+            left -= len(piece)
+        return f"received {received} {digest.hexdigest()}".encode("ascii")
+
+    def _send_stream(self, sock: socket.socket, size: int, keep: bool) -> None:
+        self._send(sock, 200, [
+            ("Content-Type", "application/octet-stream"), ("Content-Length", str(size)),
+            ("X-Origin", "1"), ("Cache-Control", "no-store"), ("Connection", "keep-alive" if keep else "close"),
+        ], b"")
+        for piece in pattern_chunks(size):
+            sock.sendall(piece)
 
     def _read_line(self, sock: socket.socket, buf: bytearray) -> bytes:
         while True:
@@ -641,7 +699,16 @@ class Origin:
             keep = "close" not in tokens
         else:
             keep = "keep-alive" in tokens
-        payload = f"origin ok {host}{path}".encode("latin-1", "replace")
+        if method == "GET" and path.startswith(STREAM_PATH) and path[len(STREAM_PATH):].isdigit():
+            try:
+                self._send_stream(sock, int(path[len(STREAM_PATH):]), keep)
+            except OSError:
+                return False
+            return keep
+        if method == "POST" and path == SINK_PATH:
+            payload = body
+        else:
+            payload = f"origin ok {host}{path}".encode("latin-1", "replace")
         out_headers = [
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(payload))),
