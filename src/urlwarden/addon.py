@@ -214,6 +214,9 @@ class UrlWarden:
         self.metrics.forget_lists(ls.name for ls in state.snapshot.stats.lists)
         for status in feeds.statuses() if feeds else ():
             self.metrics.list_loaded(status.name, status.entries, at=status.last_success)
+            if status.entries:
+                self.metrics.list_in_force(status.name, status.checksum,
+                                           status.version.serial if status.version else None)
         self._missing_required = tuple(feeds.unavailable_required()) if feeds else ()
         settle_garbage_collector()
         if self._missing_required:

@@ -74,7 +74,8 @@ class FeedLoop:
         if changed:
             log.info("feed %s: %s update, %d entries", name, status.last_update, status.entries,
                      extra={"event": {"event": "feed_updated", "feed": name, "entries": status.entries}})
-            await self.on_change()
+            await self.on_change()  # the new list is in force once the addon swapped it in
+        self.metrics.list_in_force(name, status.checksum, status.version.serial if status.version else None)
 
     def _report_staleness(self) -> None:
         for status in self.manager.statuses():
