@@ -54,7 +54,7 @@ _KINDS = (  # (exception class name, what it means for an operator), most specif
                                   "(tampered, or from another moment)"),
     ("UnsignedMetadataError", "metadata refused: not signed by the trusted keys (wrong, revoked or bad root)"),
     ("DownloadHTTPError", "download failed"),
-    ("SlowRetrievalError", "download too slow"),
+    ("SlowRetrievalError", "download failed (no connection, or too slow)"),
     ("DownloadLengthMismatchError", "download refused: longer than allowed"),
     ("DownloadError", "download failed"),
     ("RepositoryError", "repository metadata refused"),
