@@ -113,11 +113,11 @@ lists:
     return config, admin_port
 
 
-def start_node(directory: Path, config: Path) -> ProxyProcess:
+def start_node(directory: Path, config: Path, hosts=HOSTS) -> ProxyProcess:
     port = free_port()
     argv = [URLWARDEN, "run", "--config", str(config), "--listen", f"127.0.0.1:{port}", "--",
             "--set", f"confdir={directory / 'conf'}"]
-    node = ProxyProcess(argv, port, hosts={h: "127.0.0.1" for h in HOSTS}, workdir=directory)
+    node = ProxyProcess(argv, port, hosts={h: "127.0.0.1" for h in hosts}, workdir=directory)
     node.port = port
     return node
 
