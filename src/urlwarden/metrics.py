@@ -304,9 +304,9 @@ class Metrics:
         reload removed a list. Counters stay, as Prometheus expects of counters."""
         keep_labels = {name if LIST_NAME.match(name) else OTHER_LABEL for name in keep}
         with self._lock:
-            gone = [name for name in self._last_success if name not in keep_labels]
+            gone = [name for name in {*self._last_success, *self._in_force} if name not in keep_labels]
             for name in gone:
-                del self._last_success[name]
+                self._last_success.pop(name, None)
                 self._in_force.pop(name, None)
         for name in gone:
             for family in (self._entries_family, self._last_success_family, self._list_version_family,
