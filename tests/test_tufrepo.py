@@ -248,3 +248,18 @@ export:
     assert (tmp_path / "repo" / "2.root.json").exists()
     assert fetch_list(tmp_path / "repo", tmp_path / "keys", tmp_path / "node")
     assert os.listdir(tmp_path / "keys" / "revoked")
+
+
+def test_without_the_targets_key_the_timestamp_is_still_resigned_and_changes_wait(tmp_path):
+    keys, repo = tmp_path / "keys", tmp_path / "repo"
+    init_keys(str(keys))
+    first = hashed(["a.test"])
+    publish(str(repo), KeyStore(keys), [first])
+    (keys / "targets").rename(tmp_path / "targets-key-offline")
+    result = publish(str(repo), KeyStore(keys), [hashed(["a.test", "b.test"])])
+    assert result.timestamp_version == 2 and result.changed == () and result.targets_version == 1
+    assert "list changes NOT published" in result.notes[0]
+    assert same_list(fetch_list(repo, keys, tmp_path / "node"), first)
+    (tmp_path / "targets-key-offline").rename(keys / "targets")
+    result = publish(str(repo), KeyStore(keys), [hashed(["a.test", "b.test"])])
+    assert result.changed == ("hotline.sha256",) and result.notes == ()

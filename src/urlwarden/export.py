@@ -1005,6 +1005,8 @@ def _export_tuf(directory: str, keys_dir: str, items: list[_Item], skipped: list
     keep = [f"{name}.{fmt}" for name in skipped for fmt in ("sha256", "csv")]
     tuf_settings = snapshot_settings.tuf if snapshot_settings.tuf is not None else TufSettings()
     result = publish(directory, KeyStore(keys_dir), targets, tuf_settings, keep=keep, clock=clock)
+    for note in result.notes:
+        _warn(err, f"warning: {note}")
     for item in items:
         what = "changed" if item.file in result.changed else "unchanged"
         _warn(err, f"{item.source} {item.name!r}: {item.entries} entries, checksum {item.checksum[:16]}, list "

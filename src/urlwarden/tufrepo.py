@@ -168,6 +168,7 @@ class PublishResult:
     timestamp_version: int
     list_versions: Mapping[str, int]
     changed: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # problems that did not stop the run (printed as warnings)
 
 
 # --- keys --------------------------------------------------------------------------------------
@@ -411,11 +412,23 @@ def _publish(directory: str, store: KeyStore, lists: Sequence[ListTarget], setti
         _write_if_changed(os.path.join(directory, TARGETS_DIR, f"{digest}.{path}"), body)
 
     targets_md = old_targets
+    notes: list[str] = []
     if (old_targets is None or new_files != previous or _needs_resign(old_targets, root, settings, now)):
         version = old_targets.signed.version + 1 if old_targets is not None else 1
-        targets_md = Metadata(Targets(version=version, expires=_later(now, settings, "targets"), targets=new_files))
-        _sign(targets_md, store, "targets", root)
-        _write_new(os.path.join(directory, f"{version}.targets.json"), targets_md)
+        candidate = Metadata(Targets(version=version, expires=_later(now, settings, "targets"), targets=new_files))
+        try:
+            _sign(candidate, store, "targets", root)
+        except TufError as exc:
+            if old_targets is None or old_targets.signed.is_expired(now) or _unverified(old_targets, root):
+                raise
+            # The targets key may be kept away from node A: the lists in force stay published,
+            # the timestamp is still re-signed (no freeze alarm), and the operator is told.
+            notes.append(f"{exc}: list changes NOT published, the previous targets version "
+                         f"{old_targets.signed.version} stays")
+            changed = []
+        else:
+            targets_md = candidate
+            _write_new(os.path.join(directory, f"{version}.targets.json"), targets_md)
 
     snapshot_md = old_snapshot
     if (old_snapshot is None or old_snapshot.signed.meta.get("targets.json") != MetaFile(targets_md.signed.version)
@@ -439,8 +452,9 @@ def _publish(directory: str, store: KeyStore, lists: Sequence[ListTarget], setti
     return PublishResult(
         root_version=root.version, targets_version=targets_md.signed.version,
         snapshot_version=snapshot_md.signed.version, timestamp_version=timestamp_version,
-        list_versions={p: int(_custom(t).get("list_version", 0)) for p, t in sorted(new_files.items())},
-        changed=tuple(changed))
+        list_versions={p: int(_custom(t).get("list_version", 0))
+                       for p, t in sorted(targets_md.signed.targets.items())},
+        changed=tuple(changed), notes=tuple(notes))
 
 
 def _current(directory: str) -> tuple[Metadata | None, Metadata | None, Metadata | None]:
@@ -466,6 +480,14 @@ def _needs_resign(md: Metadata, root: Root, settings: TufSettings, now: dt.datet
         return True
     try:
         root.verify_delegate(role, md.signed_bytes, md.signatures)
+    except UnsignedMetadataError:
+        return True
+    return False
+
+
+def _unverified(md: Metadata, root: Root) -> bool:
+    try:
+        root.verify_delegate(md.signed.type, md.signed_bytes, md.signatures)
     except UnsignedMetadataError:
         return True
     return False
