@@ -42,8 +42,16 @@ names: cdn-hosted.test", and the exit status is 1; a ``--confirm`` file with the
 ``203.0.113.5`` (or ``cdn-hosted.test``) adds it and gives 0.
 
 **Fleet snapshot** (`export_snapshot`, ``urlwarden export snapshot DIR``). A licensor counts
-downloads, so one node fetches and the others read a copy: for every configured feed with a
-last-known-good copy (and, with ``snapshot.include_static``, the static lists), DIR receives
+downloads, so one node fetches and the others read a copy. With a TUF key directory (``--keys
+KEYDIR`` or ``export.snapshot.keys_dir``; `export_keys_init`, `export_keys_rotate`) DIR becomes a
+TUF repository whose targets are the same hashed lists (`urlwarden.tufrepo`; the nodes read it
+with the ``tuf`` feed adapter), and ``--every SECONDS`` (`export_snapshot_every`) keeps
+re-publishing so the short-lived timestamp never expires while the publisher runs.
+
+The detached-signature format below (``--key``) is deprecated (a warning at every export) and
+stays for one release; both can be written into one DIR at once, for a migration. For every
+configured feed with a last-known-good copy (and, with ``snapshot.include_static``, the static
+lists), DIR receives
 
 * ``<name>.sha256`` (or ``<name>.csv`` when the list has ids or categories): the list in hashed
   form, exactly as stored, behind a ``# urlwarden-list v1 serial=... sha256=<checksum>`` header
