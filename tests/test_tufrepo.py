@@ -263,3 +263,17 @@ def test_without_the_targets_key_the_timestamp_is_still_resigned_and_changes_wai
     (tmp_path / "targets-key-offline").rename(keys / "targets")
     result = publish(str(repo), KeyStore(keys), [hashed(["a.test", "b.test"])])
     assert result.changed == ("hotline.sha256",) and result.notes == ()
+
+
+def test_a_wiped_repository_continues_above_the_versions_the_fleet_has_seen(tmp_path):
+    keys, repo = tmp_path / "keys", tmp_path / "repo"
+    init_keys(str(keys))
+    for hosts in (["a.test"], ["a.test", "b.test"]):
+        publish(str(repo), KeyStore(keys), [hashed(hosts)])
+    follower = tmp_path / "node"
+    fetch_list(repo, keys, follower)
+    import shutil
+    shutil.rmtree(repo)  # the web server's directory is lost; the keys directory is not
+    result = publish(str(repo), KeyStore(keys), [hashed(["a.test", "b.test"])])
+    assert (result.timestamp_version, result.snapshot_version, result.targets_version) == (3, 3, 3)
+    assert same_list(fetch_list(repo, keys, follower), hashed(["a.test", "b.test"]))  # no rollback refusal

@@ -16,7 +16,9 @@ Roles and keys (Ed25519, one PEM file per key, mode 0600, in ``KEYDIR/<role>/<ke
     timestamp  signs which snapshot is current, with a short expiry (no freeze).     Online.
 
 ``KEYDIR/metadata/<N>.root.json`` holds every root version (1 is the one the nodes ship);
-``KEYDIR/revoked/`` keeps the private keys a rotation replaced, never used again.
+``KEYDIR/revoked/`` keeps the private keys a rotation replaced, never used again;
+``KEYDIR/published.json`` the newest timestamp, snapshot and targets versions published, so a
+wiped or restored repository directory continues above them (nodes refuse lower versions).
 
 Repository layout (``DIR``, served by a web server; consistent snapshots, so every file a node
 fetches is named by its version or hash and one refresh sees one moment):
@@ -48,7 +50,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import fcntl
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -359,8 +363,10 @@ def publish(directory: str, store: KeyStore, lists: Sequence[ListTarget], settin
     current root (a rotated key). `TufError` (nothing of this run published) on any problem."""
     settings = settings or TufSettings()
     now = _now(clock)
+    store.root()  # a clear error for a key directory without keys, before anything else
     try:
-        return _publish(directory, store, lists, settings, set(keep), now)
+        with _exclusive(os.path.join(store.directory, ".publish.lock")):  # one publisher run per key directory
+            return _publish(directory, store, lists, settings, set(keep), now)
     except OSError as exc:
         raise TufError(f"{directory}: cannot write the repository ({exc.strerror or exc}); "
                        f"the previous timestamp stays") from None
@@ -379,6 +385,10 @@ def _publish(directory: str, store: KeyStore, lists: Sequence[ListTarget], setti
 
     old_timestamp, old_snapshot, old_targets = _current(directory)
     previous = old_targets.signed.targets if old_targets is not None else {}
+    # Versions the fleet has seen, kept beside the keys: a repository directory that was wiped or
+    # restored from an older backup must not restart at lower versions (every node would refuse
+    # them as a rollback).
+    floor = _read_versions(store)
 
     # targets: one entry per list, the list version raised when the content changed
     new_files: dict[str, TargetFile] = {}
@@ -414,7 +424,7 @@ def _publish(directory: str, store: KeyStore, lists: Sequence[ListTarget], setti
     targets_md = old_targets
     notes: list[str] = []
     if (old_targets is None or new_files != previous or _needs_resign(old_targets, root, settings, now)):
-        version = old_targets.signed.version + 1 if old_targets is not None else 1
+        version = max(old_targets.signed.version if old_targets is not None else 0, floor["targets"]) + 1
         candidate = Metadata(Targets(version=version, expires=_later(now, settings, "targets"), targets=new_files))
         try:
             _sign(candidate, store, "targets", root)
@@ -433,19 +443,21 @@ def _publish(directory: str, store: KeyStore, lists: Sequence[ListTarget], setti
     snapshot_md = old_snapshot
     if (old_snapshot is None or old_snapshot.signed.meta.get("targets.json") != MetaFile(targets_md.signed.version)
             or _needs_resign(old_snapshot, root, settings, now)):
-        version = old_snapshot.signed.version + 1 if old_snapshot is not None else 1
+        version = max(old_snapshot.signed.version if old_snapshot is not None else 0, floor["snapshot"]) + 1
         snapshot_md = Metadata(Snapshot(version=version, expires=_later(now, settings, "snapshot"),
                                         meta={"targets.json": MetaFile(targets_md.signed.version)}))
         _sign(snapshot_md, store, "snapshot", root)
         _write_new(os.path.join(directory, f"{version}.snapshot.json"), snapshot_md)
 
     snapshot_bytes = _read(os.path.join(directory, f"{snapshot_md.signed.version}.snapshot.json"), MAX_METADATA_BYTES)
-    timestamp_version = old_timestamp.signed.version + 1 if old_timestamp is not None else 1
+    timestamp_version = max(old_timestamp.signed.version if old_timestamp is not None else 0, floor["timestamp"]) + 1
     timestamp_md = Metadata(Timestamp(
         version=timestamp_version, expires=_later(now, settings, "timestamp"),
         snapshot_meta=MetaFile(snapshot_md.signed.version, length=len(snapshot_bytes),
                                hashes={"sha256": hashlib.sha256(snapshot_bytes).hexdigest()})))
     _sign(timestamp_md, store, "timestamp", root)
+    _write_versions(store, {"timestamp": timestamp_version, "snapshot": snapshot_md.signed.version,
+                            "targets": targets_md.signed.version})
     _write(os.path.join(directory, "timestamp.json"), timestamp_md.to_bytes(_SERIALIZER), mode=PUBLISHED_MODE)
 
     _prune(directory, snapshot_md.signed.version, targets_md.signed.version)
@@ -471,6 +483,41 @@ def _current(directory: str) -> tuple[Metadata | None, Metadata | None, Metadata
         raise TufError(f"{snapshot_path}: names no targets metadata")
     targets_path = os.path.join(directory, f"{meta.version}.targets.json")
     return timestamp, snapshot, _parse(_read(targets_path, MAX_METADATA_BYTES), targets_path, Targets)
+
+
+VERSIONS_FILE = "published.json"
+
+
+def _read_versions(store: KeyStore) -> dict[str, int]:
+    versions = {"timestamp": 0, "snapshot": 0, "targets": 0}
+    try:
+        with open(os.path.join(store.directory, VERSIONS_FILE), "rb") as f:
+            document = json.loads(f.read(MAX_KEY_FILE_BYTES))
+    except FileNotFoundError:
+        return versions
+    except (OSError, ValueError) as exc:
+        raise TufError(f"{os.path.join(store.directory, VERSIONS_FILE)}: unreadable ({exc}); it records the "
+                       f"versions the fleet has seen, restore it or remove it knowingly") from None
+    for role in versions:
+        value = document.get(role) if isinstance(document, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            versions[role] = value
+    return versions
+
+
+def _write_versions(store: KeyStore, versions: dict[str, int]) -> None:
+    data = (json.dumps(versions, sort_keys=True) + "\n").encode("ascii")
+    _write(os.path.join(store.directory, VERSIONS_FILE), data, mode=0o600)
+
+
+@contextlib.contextmanager
+def _exclusive(path: str):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _needs_resign(md: Metadata, root: Root, settings: TufSettings, now: dt.datetime) -> bool:
