@@ -88,6 +88,9 @@ def test_three_nodes_follow_a_list_change_and_refuse_a_tampered_timestamp(tmp_pa
                              "the node to refuse the forged timestamp", BOUND)
                     assert status_code(node, origin.http_port, "new.test") == 451
                     assert feed_status(config)["entries"] == 2
+                for _node, _config, admin in nodes:  # visible to monitoring, and still on version 2
+                    assert metric(admin, "urlwarden_list_update_failures_total") >= 1
+                    assert metric(admin, "urlwarden_list_version") == 2.0
             finally:
                 for node, _config, _admin in nodes:
                     node.stop()
