@@ -38,7 +38,7 @@ def served(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(repo)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield repo, f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()

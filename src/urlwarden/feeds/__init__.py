@@ -138,7 +138,9 @@ class FeedAdapter(abc.ABC):
     * ``close()`` releases connections and files; it is idempotent. Adapters are used by one
       thread at a time.
 
-    `source` is reported in `FeedStatus.source` for lists this adapter delivered.
+    `source` is reported in `FeedStatus.source` for lists this adapter delivered. An adapter
+    may declare ``default_refresh`` (seconds): the configuration uses it when a feed gives no
+    ``refresh`` (the ``tuf`` adapter's 30 s keep a fleet within a minute of its publisher).
     """
 
     source: ClassVar[str] = "network"
