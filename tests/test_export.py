@@ -905,3 +905,23 @@ def test_key_flag_writes_the_deprecated_format_with_a_warning_and_keys_add_a_tuf
     assert {"hotline.sha256", "hotline.sha256.sig", "index.json", "timestamp.json", "1.root.json"} <= names
     for path in (p for p in out.rglob("*") if p.is_file()):
         assert b"listed.test" not in path.read_bytes() and b"paths.test" not in path.read_bytes()
+
+
+def test_every_publishes_repeatedly_and_survives_a_failed_run(tmp_path):
+    from urlwarden.export import export_snapshot_every
+    from urlwarden.tufrepo import init_keys
+
+    config = snapshot_config(tmp_path)
+    save_lkg(config)
+    init_keys(str(tmp_path / "tuf-keys"))
+    err = io.StringIO()
+    code = export_snapshot_every(config, str(tmp_path / "repo"), 1, keys_dir=str(tmp_path / "tuf-keys"), err=err,
+                                 runs=2)
+    assert code == 0
+    assert json.loads((tmp_path / "repo" / "timestamp.json").read_text())["signed"]["version"] == 2
+    err = io.StringIO()
+    code = export_snapshot_every(config, str(tmp_path / "repo"), 1, keys_dir=str(tmp_path / "no-keys"), err=err,
+                                 runs=2)
+    assert code == 2 and err.getvalue().count("retrying in 1 s") == 2
+    with pytest.raises(UrlwardenError, match="--every: must be from 1 to 3600"):
+        export_snapshot_every(config, str(tmp_path / "repo"), 0.5, keys_dir=str(tmp_path / "tuf-keys"), runs=1)

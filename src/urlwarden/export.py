@@ -1246,29 +1246,48 @@ def _remove_quietly(path: str) -> None:
 
 def export_snapshot_every(config, directory: str, seconds: float, key_path: str | None = None, *,
                           keys_dir: str | None = None, err: TextIO | None = None,
-                          clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                          runs: int | None = None) -> int:
+                          clock: Callable[[], float] = time.time, runs: int | None = None,
+                          stop: threading.Event | None = None) -> int:
     """``export snapshot DIR --every SECONDS``: publish, then again every `seconds` (the TUF
     timestamp must be re-signed before it expires, and a changed list should reach the fleet
     within a minute). A failed run is reported and the next one tried; the previous repository
-    state stays published meanwhile. Runs until stopped (SIGINT, SIGTERM), or `runs` times."""
+    state stays published meanwhile. Runs until `stop` is set (SIGTERM and SIGINT set it, between
+    two runs: a run is never cut in half), or `runs` times. Returns the last run's status."""
     err = err or sys.stderr
     if not 1 <= seconds <= 3600:
         raise UrlwardenError(f"--every: must be from 1 to 3600 seconds, not {seconds:g}")
-    status = 0
-    done = 0
-    next_run = time.monotonic()
-    while runs is None or done < runs:
-        try:
-            status = export_snapshot(config, directory, key_path, keys_dir=keys_dir, err=err, clock=clock)
-        except UrlwardenError as exc:
-            _warn(err, f"{exc} (retrying in {seconds:g} s)")
-            status = 2
-        done += 1
-        next_run += seconds
-        if runs is None or done < runs:
-            sleep(max(0.0, next_run - time.monotonic()))
-    return status
+    stop = stop or threading.Event()
+    restore = _stop_on_signals(stop)
+    try:
+        status, done, next_run = 0, 0, time.monotonic()
+        while not stop.is_set() and (runs is None or done < runs):
+            try:
+                status = export_snapshot(config, directory, key_path, keys_dir=keys_dir, err=err, clock=clock)
+            except UrlwardenError as exc:
+                _warn(err, f"{exc} (retrying in {seconds:g} s)")
+                status = 2
+            done += 1
+            next_run += seconds
+            if runs is None or done < runs:
+                stop.wait(max(0.0, next_run - time.monotonic()))
+        return status
+    finally:
+        restore()
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Make SIGTERM and SIGINT set `stop` (main thread only); returns what undoes it."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def snapshot_every(config) -> float | None:
