@@ -185,3 +185,27 @@ def test_feed_admin_access_errors(text, message, tmp_path):
         parse_config(text, "cfg.yaml", tmp_path)
     assert str(info.value).startswith(message), str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_tuf_feed_gets_the_adapters_default_refresh_and_paths_relative_to_the_config(tmp_path):
+    from urlwarden.tufrepo import init_keys
+
+    init_keys(str(tmp_path / "keys"))
+    text = """
+lists:
+  - name: hotline
+    format: sha256
+    feed:
+      adapter: tuf
+      options:
+        url: https://fleet.example/repo/
+        root_file: keys/metadata/1.root.json
+        metadata_path: state/tuf-hotline
+"""
+    (feed,) = parse_config(text, "cfg.yaml", tmp_path).feeds
+    assert feed.interval == 30.0  # the tuf adapter's default: the fleet's one-minute freshness
+    assert feed.options["root_file"] == str(tmp_path / "keys" / "metadata" / "1.root.json")
+    assert feed.options["metadata_path"] == str(tmp_path / "state" / "tuf-hotline")
+    (feed,) = parse_config(text.replace("      options:", "      refresh: 5m\n      options:"), "cfg.yaml",
+                           tmp_path).feeds
+    assert feed.interval == 300.0

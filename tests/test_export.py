@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import ipaddress
 import json
 import os
@@ -863,3 +864,64 @@ def test_all_is_honest():
     assert len(export.__all__) == len(set(export.__all__))
     for name in export.__all__:
         assert hasattr(export, name), name
+
+
+@pytest.mark.parametrize(("snapshot", "message"), [
+    ({"timestamp_expiry": "5s"}, "tuf expiry of 'timestamp'"),
+    ({"thresholds": {"mirror": 1}}, "export.snapshot.thresholds: unknown key 'mirror'"),
+    ({"thresholds": {"root": 0}}, "tuf threshold of 'root'"),
+    ({"every": "2h"}, "export.snapshot.every: must be a duration from 1s to 1h"),
+    ({"keys_dir": 3}, "export.snapshot.keys_dir: must be a directory path"),
+])
+def test_bad_tuf_publisher_settings_are_refused(snapshot, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_export_settings({"snapshot": snapshot}, "/etc/urlwarden")
+
+
+def test_tuf_publisher_settings(tmp_path):
+    settings = parse_export_settings({"snapshot": {"keys_dir": "keys", "every": "10s", "timestamp_expiry": "2m",
+                                                   "root_expiry": "400d", "thresholds": {"root": 2}}}, tmp_path)
+    snap = settings.snapshot
+    assert (snap.keys_dir, snap.every) == (str(tmp_path / "keys"), 10.0)
+    assert snap.tuf.expiry["timestamp"] == 120.0 and snap.tuf.expiry["root"] == 400 * 86400.0
+    assert snap.tuf.thresholds == {"root": 2, "targets": 1, "snapshot": 1, "timestamp": 1}
+
+
+
+def test_key_flag_writes_the_deprecated_format_with_a_warning_and_keys_add_a_tuf_repository(tmp_path):
+    from urlwarden.tufrepo import init_keys
+
+    config = snapshot_config(tmp_path)
+    save_lkg(config)
+    key, _public = make_key(tmp_path)
+    init_keys(str(tmp_path / "tuf-keys"))
+    out = tmp_path / "snap"
+    err = io.StringIO()
+    code = export_snapshot(config, str(out), str(key), keys_dir=str(tmp_path / "tuf-keys"), err=err)
+    assert code == 0, err.getvalue()
+    assert "deprecated and removed in the next release" in err.getvalue()
+    names = {p.name for p in out.iterdir()}
+    # one step of a migration: the old files for nodes not switched yet, the TUF repository beside them
+    assert {"hotline.sha256", "hotline.sha256.sig", "index.json", "timestamp.json", "1.root.json"} <= names
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        assert b"listed.test" not in path.read_bytes() and b"paths.test" not in path.read_bytes()
+
+
+def test_every_publishes_repeatedly_and_survives_a_failed_run(tmp_path):
+    from urlwarden.export import export_snapshot_every
+    from urlwarden.tufrepo import init_keys
+
+    config = snapshot_config(tmp_path)
+    save_lkg(config)
+    init_keys(str(tmp_path / "tuf-keys"))
+    err = io.StringIO()
+    code = export_snapshot_every(config, str(tmp_path / "repo"), 1, keys_dir=str(tmp_path / "tuf-keys"), err=err,
+                                 runs=2)
+    assert code == 0
+    assert json.loads((tmp_path / "repo" / "timestamp.json").read_text())["signed"]["version"] == 2
+    err = io.StringIO()
+    code = export_snapshot_every(config, str(tmp_path / "repo"), 1, keys_dir=str(tmp_path / "no-keys"), err=err,
+                                 runs=2)
+    assert code == 2 and err.getvalue().count("retrying in 1 s") == 2
+    with pytest.raises(UrlwardenError, match="--every: must be from 1 to 3600"):
+        export_snapshot_every(config, str(tmp_path / "repo"), 0.5, keys_dir=str(tmp_path / "tuf-keys"), runs=1)

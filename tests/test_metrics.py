@@ -63,6 +63,8 @@ EXPECTED_FAMILIES = {
     "urlwarden_list_last_success_timestamp_seconds": ("gauge", {"list"}),
     "urlwarden_list_update_failures": ("counter", {"list"}),
     "urlwarden_list_age_seconds": ("gauge", {"list"}),
+    "urlwarden_list_version": ("gauge", {"list"}),
+    "urlwarden_list_in_force_timestamp_seconds": ("gauge", {"list"}),
     "urlwarden_tls_connections": ("counter", {"action"}),
     "urlwarden_uninspected_hosts": ("counter", {"outcome"}),
     "urlwarden_refused_connections": ("counter", {"carrier"}),
@@ -76,6 +78,7 @@ def exercise(m: Metrics) -> None:
     m.list_loaded("iwf", 1200)
     m.list_loaded("exceptions", 3)
     m.list_update_failed("iwf")
+    m.list_in_force("iwf", "c" * 64, "7")
     m.count_request("allow")
     m.count_request("passthrough")
     m.count_request("error")
@@ -222,6 +225,23 @@ def test_age_is_computed_at_scrape_time_from_the_injected_clock(m, clock):
     m.list_loaded("iwf", 11)
     assert value(m, "urlwarden_list_age_seconds", list="iwf") == 0
     assert value(m, "urlwarden_list_last_success_timestamp_seconds", list="iwf") == T0 + 3660
+
+
+def test_list_version_and_in_force_time_move_only_when_the_content_changes(m, clock):
+    m.list_in_force("fleet", "a" * 64, "3")
+    assert value(m, "urlwarden_list_version", list="fleet") == 3
+    assert value(m, "urlwarden_list_in_force_timestamp_seconds", list="fleet") == T0
+    clock.now += 30
+    m.list_in_force("fleet", "a" * 64, "3")  # confirmed, not changed: still in force since T0
+    assert value(m, "urlwarden_list_in_force_timestamp_seconds", list="fleet") == T0
+    m.list_in_force("fleet", "b" * 64, "4")
+    assert value(m, "urlwarden_list_version", list="fleet") == 4
+    assert value(m, "urlwarden_list_in_force_timestamp_seconds", list="fleet") == T0 + 30
+    m.list_in_force("licensor", "c" * 64, "2030-01-01.1")  # not an integer serial: no version series
+    assert value(m, "urlwarden_list_version", list="licensor") is None
+    assert value(m, "urlwarden_list_in_force_timestamp_seconds", list="licensor") == T0 + 30
+    m.forget_lists(["licensor"])
+    assert value(m, "urlwarden_list_version", list="fleet") is None
 
 
 def test_age_of_an_explicit_success_time_and_stale_lists(m, clock):

@@ -106,8 +106,29 @@ def _parser() -> argparse.ArgumentParser:
     e = export.add_parser("snapshot", help="the verified last-known-good feeds, signed, for static serving")
     e.add_argument("directory", metavar="DIR")
     e.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
-    e.add_argument("--key", metavar="FILE", help="Ed25519 private key (PEM) to sign with")
+    e.add_argument("--key", metavar="FILE", help="Ed25519 private key (PEM): the deprecated detached-signature format")
+    e.add_argument("--keys", metavar="KEYDIR", help="TUF key directory (export keys init): publish a TUF repository")
+    e.add_argument("--every", metavar="SECONDS", type=float,
+                   help="publish again every SECONDS until stopped (re-signs the TUF timestamp)")
     e.set_defaults(func=_cmd_export_snapshot)
+    e = export.add_parser("keys", help="TUF keys of a fleet repository: init, rotate, show")
+    keys = e.add_subparsers(dest="action", required=True, metavar="ACTION")
+    k = keys.add_parser("init", help="create the keys of the four TUF roles and root version 1")
+    k.add_argument("directory", metavar="KEYDIR")
+    k.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    k.add_argument("--threshold", metavar="ROLE=N", action="append", default=[],
+                   help="signatures a role needs (and keys created for it); default 1")
+    k.set_defaults(func=_cmd_export_keys_init)
+    k = keys.add_parser("rotate", help="replace a role's key through a new root version")
+    k.add_argument("role", choices=("root", "targets", "snapshot", "timestamp"))
+    k.add_argument("--keys", metavar="KEYDIR", help="TUF key directory (default: export.snapshot.keys_dir)")
+    k.add_argument("--keyid", metavar="ID", help="the key to replace when the role has several")
+    k.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    k.set_defaults(func=_cmd_export_keys_rotate)
+    k = keys.add_parser("show", help="roles, thresholds and key ids of the newest root version")
+    k.add_argument("--keys", metavar="KEYDIR", help="TUF key directory (default: export.snapshot.keys_dir)")
+    k.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    k.set_defaults(func=_cmd_export_keys_show)
 
     p = sub.add_parser("pac", help="print the proxy auto-config (PAC) file, or its data: URL",
                        description="Print the PAC file that sends browsers to the proxy (local destinations "
@@ -190,9 +211,31 @@ def _cmd_export_divert(args, _passthrough) -> int:
 
 
 def _cmd_export_snapshot(args, _passthrough) -> int:
-    from .export import export_snapshot
+    from .export import export_snapshot, export_snapshot_every, snapshot_every
 
-    return export_snapshot(_load_config(args.config), args.directory, args.key)
+    config = _load_config(args.config)
+    every = args.every if args.every is not None else snapshot_every(config)
+    if every is not None:
+        return export_snapshot_every(config, args.directory, every, args.key, keys_dir=args.keys)
+    return export_snapshot(config, args.directory, args.key, keys_dir=args.keys)
+
+
+def _cmd_export_keys_init(args, _passthrough) -> int:
+    from .export import export_keys_init
+
+    return export_keys_init(_load_config(args.config), args.directory, args.threshold)
+
+
+def _cmd_export_keys_rotate(args, _passthrough) -> int:
+    from .export import export_keys_rotate
+
+    return export_keys_rotate(_load_config(args.config), args.role, args.keys, args.keyid)
+
+
+def _cmd_export_keys_show(args, _passthrough) -> int:
+    from .export import export_keys_show
+
+    return export_keys_show(_load_config(args.config), args.keys)
 
 
 def _cmd_canon(args, _passthrough) -> int:

@@ -22,7 +22,7 @@ import yaml
 from .pacfile import default_pac_proxy, parse_pac_proxy
 from .blockpage import MAX_URL_CHARS, ListPolicy, PageSettings, http_url
 from .errors import ConfigError, FeedError
-from .feeds import make_adapter
+from .feeds import get_adapter, make_adapter
 from .feeds.manager import FeedSpec
 from .feeds.payload import load_public_key
 from .lists import ListSpec, make_spec
@@ -427,6 +427,13 @@ class _Reader:
         for key in ("refresh", "max_age"):
             if key in fields:
                 values["interval" if key == "refresh" else key] = self.duration(fields[key], f"{where}.{key}")
+        if "refresh" not in fields:  # an adapter may know a better default (tuf: 30 s, for fleet freshness)
+            try:
+                default_refresh = getattr(get_adapter(values["adapter"]), "default_refresh", None)
+            except FeedError:
+                default_refresh = None  # the unknown adapter is reported below, with the options
+            if isinstance(default_refresh, (int, float)) and default_refresh > 0:
+                values["interval"] = float(default_refresh)
         for key in ("jitter", "max_shrink"):
             if key in fields:
                 values[key] = float(self.scalar(fields[key], f"{where}.{key}", (int, float),

@@ -42,8 +42,16 @@ names: cdn-hosted.test", and the exit status is 1; a ``--confirm`` file with the
 ``203.0.113.5`` (or ``cdn-hosted.test``) adds it and gives 0.
 
 **Fleet snapshot** (`export_snapshot`, ``urlwarden export snapshot DIR``). A licensor counts
-downloads, so one node fetches and the others read a copy: for every configured feed with a
-last-known-good copy (and, with ``snapshot.include_static``, the static lists), DIR receives
+downloads, so one node fetches and the others read a copy. With a TUF key directory (``--keys
+KEYDIR`` or ``export.snapshot.keys_dir``; `export_keys_init`, `export_keys_rotate`) DIR becomes a
+TUF repository whose targets are the same hashed lists (`urlwarden.tufrepo`; the nodes read it
+with the ``tuf`` feed adapter), and ``--every SECONDS`` (`export_snapshot_every`) keeps
+re-publishing so the short-lived timestamp never expires while the publisher runs.
+
+The detached-signature format below (``--key``) is deprecated (a warning at every export) and
+stays for one release; both can be written into one DIR at once, for a migration. For every
+configured feed with a last-known-good copy (and, with ``snapshot.include_static``, the static
+lists), DIR receives
 
 * ``<name>.sha256`` (or ``<name>.csv`` when the list has ids or categories): the list in hashed
   form, exactly as stored, behind a ``# urlwarden-list v1 serial=... sha256=<checksum>`` header
@@ -249,6 +257,9 @@ class DivertSettings:
 @dataclass(frozen=True)
 class SnapshotSettings:
     include_static: bool = False
+    keys_dir: str | None = None       # TUF key directory (``export keys init``): publish a TUF repository
+    tuf: object = None                # tufrepo.TufSettings (expiry, thresholds); None: the defaults
+    every: float | None = None        # ``--every`` default: seconds between runs of a publishing loop
 
 
 @dataclass(frozen=True)
@@ -259,8 +270,8 @@ class ExportSettings:
 
 _DIVERT_KEYS = ("max_names_per_address", "shared_networks", "shared_networks_file", "resolve_timeout",
                 "total_timeout", "concurrency", "max_unresolved", "nft_table")
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\Z")
-_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\Z")
+_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_export_settings(data: Mapping | None, base_dir: str | os.PathLike[str] | None = None,
@@ -293,13 +304,51 @@ def parse_export_settings(data: Mapping | None, base_dir: str | os.PathLike[str]
                                   f"{where}.divert")
     snapshot = SnapshotSettings()
     if top.get("snapshot") is not None:
-        fields = _mapping(top["snapshot"], f"{where}.snapshot", ("include_static",))
-        if "include_static" in fields:
-            value = fields["include_static"]
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}.snapshot.include_static: must be true or false, not {value!r}")
-            snapshot = SnapshotSettings(include_static=value)
+        snapshot = _snapshot_settings(top["snapshot"], base_dir, f"{where}.snapshot")
     return ExportSettings(divert=divert, snapshot=snapshot)
+
+
+_TUF_EXPIRY_KEYS = {"root_expiry": "root", "targets_expiry": "targets", "snapshot_expiry": "snapshot",
+                    "timestamp_expiry": "timestamp"}
+
+
+def _snapshot_settings(data: object, base_dir, where: str) -> SnapshotSettings:
+    """``export.snapshot``: include_static, and the TUF publisher's keys_dir, every, expiries, thresholds."""
+    from .tufrepo import ROLES, TufError, TufSettings
+
+    fields = _mapping(data, where, ("include_static", "keys_dir", "every", "thresholds", *_TUF_EXPIRY_KEYS))
+    values: dict[str, object] = {}
+    if "include_static" in fields:
+        value = fields["include_static"]
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}.include_static: must be true or false, not {value!r}")
+        values["include_static"] = value
+    if "keys_dir" in fields:
+        value = fields["keys_dir"]
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}.keys_dir: must be a directory path")
+        values["keys_dir"] = str(Path(base_dir or ".") / value)
+    if "every" in fields:
+        seconds = _seconds(fields["every"])
+        if seconds is None or not 1 <= seconds <= 3600:
+            raise ConfigError(f"{where}.every: must be a duration from 1s to 1h, not {fields['every']!r}")
+        values["every"] = seconds
+    expiry: dict[str, float] = {}
+    for key, role in _TUF_EXPIRY_KEYS.items():
+        if key in fields:
+            seconds = _seconds(fields[key])
+            if seconds is None:
+                raise ConfigError(f"{where}.{key}: must be a duration such as 5m, 7d, not {fields[key]!r}")
+            expiry[role] = seconds
+    thresholds: dict[str, int] = {}
+    if "thresholds" in fields:
+        for role, count in _mapping(fields["thresholds"], f"{where}.thresholds", ROLES).items():
+            thresholds[role] = count
+    try:
+        values["tuf"] = TufSettings(expiry=expiry, thresholds=thresholds)
+    except TufError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return SnapshotSettings(**values)
 
 
 def _mapping(value: object, where: str, allowed: tuple[str, ...]) -> Mapping:
@@ -895,17 +944,34 @@ class _Item:
     last_success: float | None
 
 
-def export_snapshot(config, directory: str, key_path: str | None = None, *,
+def export_snapshot(config, directory: str, key_path: str | None = None, *, keys_dir: str | None = None,
                     settings: ExportSettings | None = None, err: TextIO | None = None,
                     clock: Callable[[], float] = time.time) -> int:
     """``urlwarden export snapshot DIR``: see the module docstring. Returns 0, or 1 when a configured
-    list could not be exported this time; raises `UrlwardenError` (exit 2) when nothing can be."""
+    list could not be exported this time; raises `UrlwardenError` (exit 2) when nothing can be.
+
+    With a TUF key directory (`keys_dir`, or ``export.snapshot.keys_dir``) DIR becomes a TUF
+    repository (`urlwarden.tufrepo`); with `key_path` the detached-signature format is written
+    (deprecated; both at once for a migration); with neither, the unsigned legacy format."""
     err = err or sys.stderr
     snapshot_settings = (settings or _settings_of(config)).snapshot
+    keys_dir = keys_dir or snapshot_settings.keys_dir
     key = _load_private_key(key_path, err) if key_path else None
-    if key is None:
+    if key is not None:
+        _warn(err, "warning: --key writes the detached-signature snapshot, deprecated and removed in the next "
+                   "release: publish a TUF repository with --keys KEYDIR (see docs/isp.md, section 7)")
+    elif keys_dir is None:
         _warn(err, "warning: no --key given: the snapshot is NOT signed; consumers with a public_key reject it")
+    items, skipped = _snapshot_items(config, snapshot_settings, err)
+    if keys_dir is not None:
+        _export_tuf(directory, keys_dir, items, skipped, snapshot_settings, err, clock)
+        if key is None:
+            return 1 if skipped else 0
+    return _export_legacy(directory, items, skipped, key, err, clock)
 
+
+def _snapshot_items(config, snapshot_settings: SnapshotSettings, err: TextIO) -> tuple[list[_Item], list[str]]:
+    """The lists to publish and the names of the configured ones that cannot be this time."""
     wanted: list[str] = []
     items: list[_Item] = []
     skipped: list[str] = []
@@ -932,8 +998,35 @@ def export_snapshot(config, directory: str, key_path: str | None = None, *,
         raise UrlwardenError(f"{config.source}: no feeds configured, nothing to export")
     if not items:
         raise UrlwardenError(f"nothing to export: no configured list is available ({', '.join(skipped)}); "
-                             f"{directory} left unchanged")
+                             f"the snapshot is left unchanged")
+    return items, skipped
 
+
+def _export_tuf(directory: str, keys_dir: str, items: list[_Item], skipped: list[str],
+                snapshot_settings: SnapshotSettings, err: TextIO, clock: Callable[[], float]) -> None:
+    """Publish `items` as the targets of the TUF repository in `directory` (see `urlwarden.tufrepo`)."""
+    from .tufrepo import KeyStore, ListTarget, TufSettings, publish
+
+    targets = [ListTarget(path=item.file, raw=item.body.split(b"\n", 1)[1], checksum=item.checksum,
+                          entries=item.entries, source=item.source, upstream_serial=item.serial)
+               for item in items]
+    keep = [f"{name}.{fmt}" for name in skipped for fmt in ("sha256", "csv")]
+    tuf_settings = snapshot_settings.tuf if snapshot_settings.tuf is not None else TufSettings()
+    result = publish(directory, KeyStore(keys_dir), targets, tuf_settings, keep=keep, clock=clock)
+    for note in result.notes:
+        _warn(err, f"warning: {note}")
+    for item in items:
+        what = "changed" if item.file in result.changed else "unchanged"
+        _warn(err, f"{item.source} {item.name!r}: {item.entries} entries, checksum {item.checksum[:16]}, list "
+                   f"version {result.list_versions.get(item.file)} ({what}) -> TUF target {item.file}")
+    _warn(err, f"TUF repository {directory}: root v{result.root_version}, targets v{result.targets_version}, "
+               f"snapshot v{result.snapshot_version}, timestamp v{result.timestamp_version} (expires in "
+               f"{tuf_settings.expiry['timestamp']:g} s)")
+
+
+def _export_legacy(directory: str, items: list[_Item], skipped: list[str], key, err: TextIO,
+                   clock: Callable[[], float]) -> int:
+    """The detached-signature snapshot (one ``.sig`` per file and ``index.json``): deprecated."""
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
     except OSError as exc:
@@ -1147,3 +1240,121 @@ def _remove_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError, IsADirectoryError):
         os.unlink(path)
 
+
+
+# --- TUF keys and the publishing loop ---------------------------------------------------------------
+
+def export_snapshot_every(config, directory: str, seconds: float, key_path: str | None = None, *,
+                          keys_dir: str | None = None, err: TextIO | None = None,
+                          clock: Callable[[], float] = time.time, runs: int | None = None,
+                          stop: threading.Event | None = None) -> int:
+    """``export snapshot DIR --every SECONDS``: publish, then again every `seconds` (the TUF
+    timestamp must be re-signed before it expires, and a changed list should reach the fleet
+    within a minute). A failed run is reported and the next one tried; the previous repository
+    state stays published meanwhile. Runs until `stop` is set (SIGTERM and SIGINT set it, between
+    two runs: a run is never cut in half), or `runs` times. Returns the last run's status."""
+    err = err or sys.stderr
+    if not 1 <= seconds <= 3600:
+        raise UrlwardenError(f"--every: must be from 1 to 3600 seconds, not {seconds:g}")
+    stop = stop or threading.Event()
+    restore = _stop_on_signals(stop)
+    try:
+        status, done, next_run = 0, 0, time.monotonic()
+        while not stop.is_set() and (runs is None or done < runs):
+            try:
+                status = export_snapshot(config, directory, key_path, keys_dir=keys_dir, err=err, clock=clock)
+            except UrlwardenError as exc:
+                _warn(err, f"{exc} (retrying in {seconds:g} s)")
+                status = 2
+            done += 1
+            next_run += seconds
+            if runs is None or done < runs:
+                stop.wait(max(0.0, next_run - time.monotonic()))
+        return status
+    finally:
+        restore()
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Make SIGTERM and SIGINT set `stop` (main thread only); returns what undoes it."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def snapshot_every(config) -> float | None:
+    """``export.snapshot.every`` of the configuration (None: one run)."""
+    return _settings_of(config).snapshot.every
+
+
+def _tuf_settings(config):
+    from .tufrepo import TufSettings
+
+    value = _settings_of(config).snapshot.tuf
+    return value if value is not None else TufSettings()
+
+
+def _keys_dir(config, keys_dir: str | None) -> str:
+    value = keys_dir or _settings_of(config).snapshot.keys_dir
+    if value is None:
+        raise UrlwardenError("no TUF key directory: give --keys KEYDIR or set export.snapshot.keys_dir")
+    return value
+
+
+def export_keys_init(config, directory: str, thresholds: Sequence[str] = (), *, err: TextIO | None = None) -> int:
+    """``urlwarden export keys init KEYDIR``: keys for the four roles and root version 1."""
+    from .tufrepo import ROLES, TufSettings, init_keys
+
+    err = err or sys.stderr
+    base = _tuf_settings(config)
+    chosen = dict(base.thresholds)
+    for text in thresholds:
+        role, sep, count = text.partition("=")
+        if not sep or role not in ROLES or not count.isdigit():
+            raise UrlwardenError(f"--threshold {text!r}: must be ROLE=N with ROLE one of {', '.join(ROLES)}")
+        chosen[role] = int(count)
+    root = init_keys(directory, TufSettings(expiry=base.expiry, thresholds=chosen))
+    _warn(err, f"TUF keys created in {directory} (root version 1, expires {root.signed.expires:%Y-%m-%d}):")
+    for line in _describe(directory):
+        _warn(err, "  " + line)
+    _warn(err, f"ship {os.path.join(directory, 'metadata', '1.root.json')} to every node (feed option root_file); "
+               f"move {os.path.join(directory, 'root')} offline (needed only to rotate keys)")
+    return 0
+
+
+def export_keys_rotate(config, role: str, keys_dir: str | None = None, keyid: str | None = None, *,
+                       err: TextIO | None = None) -> int:
+    """``urlwarden export keys rotate ROLE``: a new key for ROLE through a new root version."""
+    from .tufrepo import KeyStore, rotate_key
+
+    err = err or sys.stderr
+    directory = _keys_dir(config, keys_dir)
+    root = rotate_key(KeyStore(directory), role, keyid, _tuf_settings(config))
+    _warn(err, f"root version {root.signed.version} written: the {role} role has a new key "
+               f"(the old private key is in {os.path.join(directory, 'revoked')}); the next "
+               f"`urlwarden export snapshot` publishes it and re-signs what the old key signed")
+    for line in _describe(directory):
+        _warn(err, "  " + line)
+    return 0
+
+
+def export_keys_show(config, keys_dir: str | None = None, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    for line in _describe(_keys_dir(config, keys_dir)):
+        print(line, file=out)
+    return 0
+
+
+def _describe(directory: str) -> list[str]:
+    from .tufrepo import KeyStore, describe_keys
+
+    store = KeyStore(directory)
+    return [f"root version {store.root().signed.version}", *describe_keys(store)]

@@ -340,6 +340,9 @@ class Runtime:
         metrics.forget_lists(ls.name for ls in lists)
         for status in current.feeds.statuses() if current.feeds is not None else ():
             metrics.list_loaded(status.name, status.entries, at=status.last_success)
+            if status.entries:  # the version in force and since when (a fleet's convergence)
+                metrics.list_in_force(status.name, status.checksum,
+                                      status.version.serial if status.version else None)
 
 
 def read_config(config_path: str | None, list_specs=()) -> Config:

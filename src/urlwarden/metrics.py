@@ -35,6 +35,8 @@ Series (see docs/operations.md for the full table)::
     urlwarden_list_last_success_timestamp_seconds{list}
     urlwarden_list_update_failures_total{list}
     urlwarden_list_age_seconds{list}
+    urlwarden_list_version{list}
+    urlwarden_list_in_force_timestamp_seconds{list}
     urlwarden_tls_connections_total{action="passthrough|intercept|refuse"}
     urlwarden_uninspected_hosts_total{outcome="pass|refuse"}
     urlwarden_refused_connections_total{carrier="http|websocket|tls|tcp|upgrade|udp"}
@@ -166,6 +168,12 @@ class Metrics:
             "Unix time of the last successful load or update of the list.", ["list"])
         self._update_failures_family = counter(
             "list_update_failures_total", "Failed list updates (the loaded list stays in force).", ["list"])
+        self._list_version_family = gauge(
+            "list_version",
+            "Version of the list in force (a TUF fleet list's version; integer serials only).", ["list"])
+        self._list_in_force_family = gauge(
+            "list_in_force_timestamp_seconds",
+            "Unix time the list in force (its current content) came into force in this process.", ["list"])
         self._tls_family = counter(
             "tls_connections_total", "TLS connections, by what was done with them.", ["action"])
         self._uninspected_family = counter(
@@ -197,6 +205,7 @@ class Metrics:
         self._allow_hits: dict[str, object] = {}
         self._list_labels: set[str] = set()
         self._last_success: dict[str, float] = {}
+        self._in_force: dict[str, str | None] = {}  # label -> checksum of the list in force
         self._today: dict[str, int] = {}
         self._day, self._day_start, self._day_end = self._day_bounds(clock())
 
@@ -281,6 +290,21 @@ class Metrics:
         with self._lock:
             self._last_success[label] = when
 
+    def list_in_force(self, list_name: str, checksum: str | None, serial: str | None,
+                      at: float | None = None) -> None:
+        """The list with `checksum` is in force: its version (`serial`, when it is an integer
+        such as a TUF fleet list's version) and, when its content changed since the last call,
+        the time `at` (default now) it came into force. Called at load and after every update,
+        so a fleet's convergence shows as every node reaching the same version."""
+        label = self._list_label(list_name)
+        if serial is not None and serial.isdigit() and len(serial) <= 15:
+            self._list_version_family.labels(list=label).set(int(serial))
+        with self._lock:
+            if self._in_force.get(label, "") == checksum:
+                return
+            self._in_force[label] = checksum
+        self._list_in_force_family.labels(list=label).set(self._clock() if at is None else at)
+
     def list_update_failed(self, list_name: str) -> None:
         """An update of a list failed (the loaded list stays; its age keeps growing)."""
         self._update_failures_family.labels(list=self._list_label(list_name)).inc()
@@ -298,11 +322,13 @@ class Metrics:
         reload removed a list. Counters stay, as Prometheus expects of counters."""
         keep_labels = {name if LIST_NAME.match(name) else OTHER_LABEL for name in keep}
         with self._lock:
-            gone = [name for name in self._last_success if name not in keep_labels]
+            gone = [name for name in {*self._last_success, *self._in_force} if name not in keep_labels]
             for name in gone:
-                del self._last_success[name]
+                self._last_success.pop(name, None)
+                self._in_force.pop(name, None)
         for name in gone:
-            for family in (self._entries_family, self._last_success_family):
+            for family in (self._entries_family, self._last_success_family, self._list_version_family,
+                           self._list_in_force_family):
                 try:
                     family.remove(name)
                 except KeyError:

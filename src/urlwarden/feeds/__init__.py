@@ -8,6 +8,7 @@ like requests' transport adapters; each layer is one module:
                               `FeedPayload`) and the adapter registry
     urlwarden.feeds.file      the ``file`` adapter: a local file (written by another tool)
     urlwarden.feeds.http      the ``http`` adapter: HTTPS with auth, conditional GET, retries
+    urlwarden.feeds.tuf       the ``tuf`` adapter: a list from a TUF repository (a fleet)
     urlwarden.feeds.payload   the wire format: full lists, diffs, checksum, Ed25519 signature
     urlwarden.feeds.store     the last-known-good copy of every feed in the state directory
     urlwarden.feeds.manager   `FeedManager`: refresh, validation, staleness, backoff, status
@@ -20,8 +21,8 @@ Errors. Every failure is a `urlwarden.errors.FeedError` whose message starts wit
 (``feed 'iwf': ...``) and never contains a credential; requests, cryptography and OSError
 exceptions are translated at the adapter or module boundary.
 
-Registry. Adapters are found by name: `register_adapter` (in-process), the built-ins ``file``
-and ``http``, then installed packages' entry points in group ``urlwarden.feeds`` (loaded only
+Registry. Adapters are found by name: `register_adapter` (in-process), the built-ins ``file``,
+``http`` and ``tuf``, then installed packages' entry points in group ``urlwarden.feeds`` (loaded only
 when their name is asked for). A third-party adapter is a `FeedAdapter` subclass; see
 ``examples/urlwarden-feed-example`` and docs/feeds.md.
 
@@ -64,6 +65,7 @@ value = ``module:Class``)."""
 _BUILTINS = {
     "file": ("urlwarden.feeds.file", "FileAdapter"),
     "http": ("urlwarden.feeds.http", "HttpAdapter"),
+    "tuf": ("urlwarden.feeds.tuf", "TufAdapter"),
 }
 _ADAPTER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}\Z")
 _RESERVED_OPTIONS = frozenset({"feed_name"})
@@ -136,7 +138,9 @@ class FeedAdapter(abc.ABC):
     * ``close()`` releases connections and files; it is idempotent. Adapters are used by one
       thread at a time.
 
-    `source` is reported in `FeedStatus.source` for lists this adapter delivered.
+    `source` is reported in `FeedStatus.source` for lists this adapter delivered. An adapter
+    may declare ``default_refresh`` (seconds): the configuration uses it when a feed gives no
+    ``refresh`` (the ``tuf`` adapter's 30 s keep a fleet within a minute of its publisher).
     """
 
     source: ClassVar[str] = "network"
