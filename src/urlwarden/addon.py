@@ -9,7 +9,8 @@ Where each decision is taken, so that a blocked host is never contacted:
   mitmproxy binds, it applies the configuration's ``listen`` and refuses a wider listen option
   (`urlwarden.listenscope`); a start-up it refuses is logged as one error line, which makes
   mitmproxy exit before any server starts.
-* ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else.
+* ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else
+  (clients of a WireGuard listener hold a device key and are admitted: `urlwarden.addon_tunnel`).
 * ``http_connect``: refuses a CONNECT to a host that is refused without interception.
 * ``tls_clienthello``: per host, passes the TLS connection through untouched, intercepts it, or
   marks it refused (see `engine.tls_action`).
@@ -42,6 +43,7 @@ from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from . import blockpage, logs, sdnotify
+from .addon_tunnel import is_tunnel_client, tunnel_options
 from .admin import AdminServer
 from .config import AdminConfig, default_config_path, load_config
 from .engine import (
@@ -223,6 +225,7 @@ class UrlWarden:
         if config.access.explicit:
             access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
         self._update_options(**access)
+        self._update_options(**tunnel_options(config.wireguard))
         try:
             self._restart_admin(config.admin)
         except UrlwardenError as exc:
@@ -370,7 +373,7 @@ class UrlWarden:
 
     def client_connected(self, client: Client) -> None:
         try:
-            allowed = self.state.config.access.allows(client.peername[0])
+            allowed = is_tunnel_client(client) or self.state.config.access.allows(client.peername[0])
         except Exception as exc:
             allowed = not self._internal_error("client_connected", exc)
         if not allowed:

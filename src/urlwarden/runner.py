@@ -25,8 +25,11 @@ from .engine import State
 
 
 def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, int] | None,
-        mitmproxy_args: Sequence[str]) -> int:
-    """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code."""
+        mitmproxy_args: Sequence[str], wireguard: tuple[str | None, int | None] | None = None) -> int:
+    """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code.
+
+    `wireguard` (from ``--mode wireguard[@[HOST:]PORT]``) turns the WireGuard listeners on, with
+    the host and port given there in place of the configuration's; ``wireguard.enabled`` does too."""
     from .addon import load_all
     from .offload import Offloader
 
@@ -43,9 +46,24 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
     ]
     for spec in list_specs:
         args += ["--set", f"urlwarden_lists={spec}"]
+    args += wireguard_mode_args(config, wireguard)
     args += list(mitmproxy_args)
     _start_mitmproxy(loaded, (host, port), args)
     return 0
+
+
+def wireguard_mode_args(config, override: tuple[str | None, int | None] | None) -> list[str]:
+    """``--mode`` arguments for the WireGuard listeners (one per device) and the regular proxy
+    beside them; none when WireGuard is off. Creates missing key files (0600) first."""
+    from .wireguard import mode_specs
+
+    wg = config.wireguard if override is None else config.wireguard.with_listen(*override)
+    if not wg.enabled:
+        return []
+    args = ["--mode", "regular"]  # the proxy on `listen` stays (browsers, the PAC file)
+    for spec in mode_specs(config, wg):
+        args += ["--mode", spec]
+    return args
 
 
 def _start_mitmproxy(loaded, listen: tuple[str, int], args: list[str]) -> None:
@@ -54,11 +72,15 @@ def _start_mitmproxy(loaded, listen: tuple[str, int], args: list[str]) -> None:
     from mitmproxy.tools.dump import DumpMaster
 
     from .addon import UrlWarden
+    from .addon_tunnel import TunnelGuard, put_before
 
     class UrlwardenMaster(DumpMaster):
         def __init__(self, options):
             super().__init__(options, with_termlog=True, with_dumper=False)
-            self.addons.add(UrlWarden(preloaded=loaded, listen=listen), Banner(loaded[0]))
+            guard = TunnelGuard()
+            self.addons.add(UrlWarden(preloaded=loaded, listen=listen), guard, Banner(loaded[0]))
+            # The canary answer must come before mitmproxy's resolver asks the network for it.
+            put_before(self.addons, guard, "dnsresolver")
 
     main.run(UrlwardenMaster, cmdline.mitmdump, args)
 
