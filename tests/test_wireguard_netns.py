@@ -1,0 +1,254 @@
+"""WireGuard mode with a real WireGuard client (wireguard-go + wg) in a network namespace.
+
+    client namespace ("cl")                       proxy namespace ("px")
+    wg0 10.0.0.1/32 (wireguard-go)                urlwarden run --mode wireguard
+      routes 198.51.100.0/24, 10.0.0.53 -> wg0      WireGuard (UDP) on 10.77.0.1:PORT
+    px0 10.77.0.2/24  -------- veth ----------    cl0 10.77.0.1/24
+                                                  origin 198.51.100.10 (on lo): HTTP :80, HTTPS :443
+
+The client is configured only from ``urlwarden wireguard-client`` output (``wg setconf`` takes
+the [Interface]/[Peer] keys; Address and DNS, which are wg-quick's, are applied with ``ip``).
+It knows no proxy: it connects to the origin's address through the tunnel, and mitmproxy's
+WireGuard server connects to that address in the proxy's namespace, where the origin listens.
+The proxy keeps the embedded default's loopback-only ``access.allowed_clients``: tunnel
+clients must be admitted by their mode. ``--set strip_ech=false`` is passed on purpose: it must
+be overridden.
+
+Needs root, iproute2, wireguard-go and wireguard-tools (scripts/system-deps) and /dev/net/tun;
+skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.certs import make_test_pki
+from tests.support.netns import Lab, NetnsOrigin, NetnsProxyProcess, netns_unavailable_reason, ns_curl
+
+_REASON = netns_unavailable_reason()
+if _REASON is None:
+    for _program, _package in (("wireguard-go", "wireguard-go"), ("wg", "wireguard-tools")):
+        if shutil.which(_program) is None:
+            _REASON = f"`{_program}` not found (install {_package}; scripts/system-deps does)"
+if _REASON is None and not os.path.exists("/dev/net/tun"):
+    _REASON = "/dev/net/tun is missing (wireguard-go needs a TUN device)"
+if _REASON is not None:
+    pytest.skip(f"WireGuard namespace tests: {_REASON}", allow_module_level=True)
+
+pytestmark = pytest.mark.e2e
+
+URLWARDEN = str(Path(sys.executable).with_name("urlwarden"))
+CLIENT_ADDR, PROXY_ADDR = "10.77.0.2", "10.77.0.1"
+ORIGIN_ADDR = "198.51.100.10"
+TUNNEL_ADDR, TUNNEL_DNS = "10.0.0.1/32", "10.0.0.53"
+WG_PORT, PROXY_PORT = 51820, 8080
+BLOCK_STATUS = 451
+CURL_TIMEOUT = 8
+WG_START_TIMEOUT = 10.0
+
+BLOCK_LIST = """\
+# synthetic test list
+listed.test/
+paths.test/folder/
+"""
+HOSTS = {name: ORIGIN_ADDR for name in ("listed.test", "paths.test", "unlisted.test")}
+
+
+def write_config(directory: Path) -> Path:
+    (directory / "block.txt").write_text(BLOCK_LIST)
+    config = directory / "urlwarden.yaml"
+    config.write_text(f"""
+listen: 127.0.0.1:{PROXY_PORT}
+operator:
+  name: Test Home
+  url: https://operator.example/about
+state_dir: state
+wireguard:
+  listen: {PROXY_ADDR}:{WG_PORT}
+  endpoint: {PROXY_ADDR}
+  devices: [phone]
+lists:
+  - name: hotline
+    path: block.txt
+""")
+    return config
+
+
+def setconf_text(wg_quick: str) -> tuple[str, list[str]]:
+    """wg-quick text -> (what `wg setconf` accepts, the Address values)."""
+    kept, addresses = [], []
+    for line in wg_quick.splitlines():
+        key = line.partition("=")[0].strip().lower()
+        if key == "address":
+            addresses += [a.strip() for a in line.partition("=")[2].split(",")]
+        elif key not in ("dns", "mtu"):
+            kept.append(line)
+    return "\n".join(kept) + "\n", addresses
+
+
+def dns_query(sock, name: str, qtype: int = 1) -> tuple[int, int]:
+    """Send one DNS query over `sock` (UDP, connected); (response code, answer count)."""
+    ident = random.randrange(1 << 16)
+    question = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+    sock.send(struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", qtype, 1))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        data = sock.recv(4096)
+        got_id, flags, _, answers = struct.unpack("!HHHH", data[:8])
+        if got_id == ident:
+            return flags & 0xF, answers
+    raise AssertionError(f"no DNS answer for {name}")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_test_pki(tmp_path_factory.mktemp("pki"), list(HOSTS))
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(prefix="uwwg") as running:
+        client, proxy_ns = running.namespace("cl"), running.namespace("px")
+        running.link(client, "px0", f"{CLIENT_ADDR}/24", proxy_ns, "cl0", f"{PROXY_ADDR}/24")
+        proxy_ns.ip("addr", "add", f"{ORIGIN_ADDR}/32", "dev", "lo")
+        proxy_ns.etc_hosts(HOSTS)  # the tunnel's DNS: the proxy machine's resolver (its hosts file)
+        client.etc_hosts(HOSTS)
+        running.client, running.proxy_ns = client, proxy_ns
+        yield running
+
+
+@pytest.fixture(scope="module")
+def origin(lab, pki):
+    with NetnsOrigin(pki, lab.proxy_ns) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_origin(origin):
+    origin.reset()
+    return origin
+
+
+@pytest.fixture(scope="module")
+def proxy(lab, pki, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("px")
+    config = write_config(workdir)
+    argv = [URLWARDEN, "run", "--config", str(config), "--mode", "wireguard", "--",
+            "--set", f"confdir={workdir / 'conf'}",
+            "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
+            "--set", "strip_ech=false"]
+    process = NetnsProxyProcess(lab.proxy_ns, argv, PROXY_PORT, workdir=workdir)
+    process.start()
+    process.config = config
+    process.ca = workdir / "conf" / "mitmproxy-ca-cert.pem"
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def tunnel(lab, proxy):
+    """wireguard-go in the client namespace, configured from `urlwarden wireguard-client`."""
+    done = subprocess.run([URLWARDEN, "wireguard-client", "--config", str(proxy.config)],
+                          capture_output=True, text=True, timeout=30, check=True)
+    setconf, addresses = setconf_text(done.stdout)
+    assert addresses == [TUNNEL_ADDR] and f"Endpoint = {PROXY_ADDR}:{WG_PORT}" in done.stdout
+    conf_file = proxy.workdir / "wg0.conf"
+    conf_file.write_text(setconf)
+    conf_file.chmod(0o600)
+    client = lab.client
+    env = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+    client.popen(["wireguard-go", "-f", "wg0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + WG_START_TIMEOUT
+    while client.ip("link").stdout.find(" wg0:") < 0:
+        assert time.monotonic() < deadline, "wireguard-go did not create wg0"
+        time.sleep(0.05)
+    client.run(["wg", "setconf", "wg0", str(conf_file)])
+    for address in addresses:
+        client.ip("addr", "add", address, "dev", "wg0")
+    client.ip("link", "set", "wg0", "up")
+    client.ip("route", "add", f"{ORIGIN_ADDR}/32", "dev", "wg0")
+    client.ip("route", "add", f"{TUNNEL_DNS}/32", "dev", "wg0")
+    return client
+
+
+def tunnel_curl(lab, *args: str):
+    return ns_curl(lab.client, "--connect-timeout", "5", *args, timeout=CURL_TIMEOUT)
+
+
+def test_the_client_configuration_is_complete(proxy):
+    done = subprocess.run([URLWARDEN, "wireguard-client", "--config", str(proxy.config), "--qr"],
+                          capture_output=True, text=True, timeout=30, check=True)
+    for key in ("[Interface]", "PrivateKey = ", "Address = 10.0.0.1/32", "DNS = 10.0.0.53", "[Peer]",
+                "PublicKey = ", "AllowedIPs = 0.0.0.0/0, ::/0", f"Endpoint = {PROXY_ADDR}:{WG_PORT}"):
+        assert key in done.stdout
+    assert "\u2580" in done.stdout or "\u2584" in done.stdout  # the QR code's half blocks
+    key_file = proxy.config.parent / "state" / "wireguard" / "phone.json"
+    assert key_file.stat().st_mode & 0o077 == 0  # the device key is private to its owner
+
+
+def test_listed_url_gets_the_block_page_and_the_origin_sees_nothing(tunnel, lab, fresh_origin):
+    result = tunnel_curl(lab, "-H", "Accept: text/html", "http://listed.test/")
+    fresh_origin.wait_idle()
+    assert result.status == BLOCK_STATUS, f"{result.status} exit {result.exit_code}: {result.stderr}"
+    assert "Test Home" in result.text
+    assert fresh_origin.connections == []
+
+
+def test_unlisted_url_reaches_its_origin(tunnel, lab, fresh_origin):
+    result = tunnel_curl(lab, "http://unlisted.test/page")
+    assert result.status == 200, f"{result.status} exit {result.exit_code}: {result.stderr}"
+    fresh_origin.wait_idle()
+    assert [(r.host, r.target) for r in fresh_origin.requests] == [("unlisted.test", "/page")]
+
+
+def test_https_with_the_ca_gets_the_block_page(tunnel, lab, proxy, fresh_origin):
+    result = tunnel_curl(lab, "--cacert", str(proxy.ca), "-H", "Accept: text/html", "https://paths.test/folder/x")
+    fresh_origin.wait_idle()
+    assert result.status == BLOCK_STATUS, f"{result.status} exit {result.exit_code}: {result.stderr}"
+    assert fresh_origin.requests == []
+
+
+def test_https_without_the_ca_listed_host_is_refused_without_contact(tunnel, lab, pki, fresh_origin):
+    # The device trusts only the origin's own CA: interception cannot show a page it accepts.
+    result = tunnel_curl(lab, "--cacert", str(pki.ca_cert), "https://listed.test/")
+    fresh_origin.wait_idle()
+    assert result.status is None and result.exit_code != 0
+    assert fresh_origin.connections == []
+
+
+def test_https_unlisted_host_passes_through_untouched(tunnel, lab, pki, fresh_origin):
+    result = tunnel_curl(lab, "--cacert", str(pki.ca_cert), "https://unlisted.test/")
+    assert result.status == 200, f"{result.status} exit {result.exit_code}: {result.stderr}"
+    fresh_origin.wait_idle()
+    (conn,) = fresh_origin.connections
+    assert conn.sni == "unlisted.test" and conn.tls_ok
+
+
+def test_tunnel_dns_answers_names_but_not_the_doh_canary(tunnel, lab):
+    sock = lab.client.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(5)
+        sock.connect((TUNNEL_DNS, 53))
+        assert dns_query(sock, "unlisted.test") == (0, 1)  # NOERROR, one address: the DNS path works
+        for qtype in (1, 28):  # A, AAAA
+            rcode, answers = dns_query(sock, "use-application-dns.net", qtype)
+            assert (rcode, answers) == (3, 0)  # NXDOMAIN: Firefox keeps automatic DoH off
+    finally:
+        sock.close()
+
+
+def test_strip_ech_cannot_be_turned_off(proxy, tunnel):
+    assert "strip_ech stays on" in proxy.output()
+
