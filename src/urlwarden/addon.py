@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -42,8 +43,8 @@ from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import blockpage, logs, sdnotify
-from .addon_tunnel import is_tunnel_client, tunnel_options
+from . import __version__, blockpage, logs, sdnotify
+from .addon_tunnel import is_tunnel_client, listeners, tunnel_options, wireguard_devices
 from .admin import AdminServer
 from .config import AdminConfig, default_config_path, load_config
 from .engine import (
@@ -102,6 +103,8 @@ class UrlWarden:
         self._reload_again = False
         self._admin: AdminServer | None = None
         self._admin_config = AdminConfig()
+        self._listeners: list = []  # (mode, (host, port)) of the proxy's listeners, for the home page
+        self._confdir = "~/.mitmproxy"
         self._running = False
         self.feeds: FeedManager | None = None
         self._feeds_key = None
@@ -244,6 +247,7 @@ class UrlWarden:
 
     def running(self) -> None:
         self._running = True
+        self._note_listeners()
         shorten_gil_switch_interval()
         self._restart_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
@@ -305,8 +309,12 @@ class UrlWarden:
         self._admin_config = admin
         if admin.listen is None:
             return
+        if "confdir" in ctx.options:
+            self._confdir = ctx.options.confdir
+        ca_cert = os.path.join(os.path.expanduser(self._confdir), "mitmproxy-ca-cert.pem")
         server = AdminServer(admin.listen[0], admin.listen[1], admin.token, self.metrics,
-                             self.status, self.readiness, pac_proxy=admin.pac_proxy)
+                             self.status, self.readiness, pac_proxy=admin.pac_proxy,
+                             home_provider=self.home, ca_cert_path=ca_cert)
         server.start()  # a ConfigError here (port in use) aborts startup, or fails the reload
         self._admin = server
         log.info("admin listener on %s", server.url)
@@ -334,7 +342,25 @@ class UrlWarden:
             if not self._reload_again:
                 return
 
+    def _note_listeners(self) -> None:
+        try:
+            self._listeners = listeners(ctx.master)
+        except Exception as exc:  # only the home page's addresses depend on it
+            log.error("could not list the proxy's listeners (%s)", type(exc).__name__)
+
     # --- admin providers (called on the admin listener's threads; read immutable values only) ----
+
+    def home(self) -> dict:
+        """The home page's facts only the proxy knows (`urlwarden.homepage.HomeFacts`)."""
+        facts: dict = {"version": __version__, "mitmproxy_version": MITMPROXY_VERSION}
+        state, running = self.state, list(self._listeners)
+        proxies = [address for mode, address in running if getattr(mode, "type_name", "") != "wireguard"]
+        if proxies:
+            host, port = proxies[0]
+            facts["proxy"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if state is not None:
+            facts["wireguard"], facts["wireguard_problem"] = wireguard_devices(state.config, running, self._confdir)
+        return facts
 
     def readiness(self) -> tuple[bool, list[str]]:
         state, feeds = self.state, self.feeds

@@ -29,9 +29,16 @@ from mitmproxy import ctx, dns
 from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs
 
-from .config import WireGuardConfig
+from pathlib import Path
 
-__all__ = ["DOH_CANARY", "TunnelGuard", "is_doh_canary", "is_tunnel_client", "put_before", "tunnel_options"]
+from .config import Config, WireGuardConfig
+from .errors import UrlwardenError
+from .wireguard import Device, client_config, endpoint_for, load_or_create_keys
+
+__all__ = [
+    "DOH_CANARY", "TunnelGuard", "is_doh_canary", "is_tunnel_client", "listeners", "put_before", "tunnel_options",
+    "wireguard_devices",
+]
 
 log = logging.getLogger("urlwarden")
 
@@ -53,6 +60,36 @@ def tunnel_options(wireguard: WireGuardConfig) -> dict[str, object]:
     if wireguard.name_servers:
         return {"dns_name_servers": list(wireguard.name_servers)}
     return {}
+
+
+def listeners(master) -> list[tuple[object, tuple[str, int]]]:
+    """(mode, (host, port)) of every running proxy listener."""
+    proxyserver = master.addons.get("proxyserver")
+    out = []
+    for server in getattr(proxyserver, "servers", []):
+        for address in getattr(server, "listen_addrs", ()):
+            out.append((server.mode, (address[0], address[1])))
+    return out
+
+
+def wireguard_devices(config: Config, running: list[tuple[object, tuple[str, int]]],
+                      confdir: str) -> tuple[list[dict[str, str]], str | None]:
+    """The running WireGuard listeners as home page facts (name, listen, endpoint, client
+    configuration), and why none can be shown (None when all is well)."""
+    devices, problem = [], None
+    wireguard = [(mode, address) for mode, address in running if isinstance(mode, mode_specs.WireGuardMode)]
+    for index, (mode, (host, port)) in enumerate(wireguard):
+        keys_path = Path(mode.data).expanduser() if mode.data else Path(confdir).expanduser() / "wireguard.conf"
+        device = Device(keys_path.stem, keys_path, host, port)
+        try:
+            endpoint = endpoint_for(config, device, index=index)
+            text = client_config(load_or_create_keys(keys_path), endpoint, device.name)
+        except UrlwardenError as exc:
+            problem = str(exc)
+            continue
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        devices.append({"name": device.name, "listen": listen, "endpoint": endpoint, "config": text})
+    return devices, problem
 
 
 def put_before(addons, addon, name: str) -> None:

@@ -85,7 +85,7 @@ def mode_specs(config: Config, wireguard: WireGuardConfig | None = None) -> list
     specs = []
     for device in devices(config, wireguard):
         load_or_create_keys(device.keys_path)
-        specs.append(f"wireguard:{device.keys_path}@{device.host}:{device.port}")
+        specs.append(f"wireguard:{device.keys_path.resolve()}@{device.host}:{device.port}")
     return specs
 
 
@@ -132,15 +132,18 @@ def load_or_create_keys(path: Path) -> Keys:
     return keys
 
 
-def endpoint_for(config: Config, device: Device, override: tuple[str, int | None] | None = None) -> str:
+def endpoint_for(config: Config, device: Device, override: tuple[str, int | None] | None = None,
+                 index: int | None = None) -> str:
     """``HOST:PORT`` a device connects to: `override` (``--endpoint``), else ``wireguard.endpoint``,
     else the listen host unless it is a wildcard. The port given there is the first device's;
-    the others follow it (the listen ports are consecutive). ConfigError when none is known."""
-    index = config.wireguard.devices.index(device.name)
+    the others follow it (the listen ports are consecutive; `index` is the device's position,
+    by default its place in ``wireguard.devices``). ConfigError when no host is known."""
+    if index is None:
+        index = config.wireguard.devices.index(device.name)
     given = override or config.wireguard.endpoint
     if given is not None:
         host, port = given
-        port = (port or config.wireguard.listen[1]) + index
+        port = device.port if port is None else port + index
     elif device.host not in ("", "0.0.0.0", "::"):
         host, port = device.host, device.port
     else:
