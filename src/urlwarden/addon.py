@@ -360,6 +360,8 @@ class UrlWarden:
             facts["proxy"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if state is not None:
             facts["wireguard"], facts["wireguard_problem"] = wireguard_devices(state.config, running, self._confdir)
+            loaded = {ls.name for ls in state.snapshot.stats.lists}
+            facts["missing_lists"] = [lc.name for lc in state.config.lists if lc.name not in loaded]
         return facts
 
     def readiness(self) -> tuple[bool, list[str]]:

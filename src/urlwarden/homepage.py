@@ -33,6 +33,7 @@ class HomeFacts(TypedDict, total=False):
     started: float
     now: float
     lists: Sequence[Mapping[str, object]]  # sanitized /status list items
+    missing_lists: Sequence[str]  # configured lists that are not loaded (no list yet)
     blocks_today: int
     blocks_since_start: int
     proxy: str | None  # HOST:PORT of the proxy listener
@@ -86,7 +87,7 @@ section{background:var(--card);border:1px solid var(--line);border-radius:.6rem;
 .count b{display:block;font-size:2rem;line-height:1.1}
 .muted,small{color:var(--muted)}
 table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.bad td{color:var(--bad)}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0}
@@ -140,24 +141,44 @@ def _count(value: object) -> str:
     return f"{value:,}".replace(",", "\u202f") if isinstance(value, int) and not isinstance(value, bool) else "0"
 
 
-def _list_rows(lists: Sequence[Mapping[str, object]]) -> str:
+MAX_VERSION_CHARS = 24
+_DASH = "\u2013"
+
+
+def _short(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= MAX_VERSION_CHARS else text[: MAX_VERSION_CHARS - 1] + "\u2026"
+
+
+def _row(cells: Sequence[tuple[str, str]], bad: bool, numeric: tuple[str, ...] = ("entries",)) -> str:
+    """One table row; `cells` are (label, HTML). The labels head the cells on a narrow screen."""
+    tds = "".join(f'<td data-label="{label}"{_NUMERIC if label in numeric else ""}>{content}</td>'
+                  for label, content in cells)
+    return f"<tr{_BAD if bad else ''}>{tds}</tr>"
+
+
+_NUMERIC = ' class="n"'
+_BAD = ' class="bad"'
+
+
+def _list_rows(lists: Sequence[Mapping[str, object]], missing: Sequence[str]) -> str:
     rows = []
     for item in lists:
         stale, error = bool(item.get("stale")), item.get("last_error")
         state = "stale" if stale else ("update failed" if error else "ok")
-        cls = ' class="bad"' if stale or error else ""
-        cells = (
-            ("list", _e(item.get("name")) + (" <small>(allow list)</small>" if item.get("kind") == "allow" else ""),
-             ""),
-            ("entries", _e(_count(item.get("entries"))), "n"),
-            ("version", _e(item.get("version") or "\u2013"), ""),
-            ("last update", _e(_when(item.get("last_success")) or "never"), ""),
-            ("age", _e(_age(item.get("age_seconds")) or "\u2013"), ""),
-            ("state", _e(state) + (f"<br><small>{_e(error)}</small>" if error else ""), ""),
-        )
-        rows.append(f"<tr{cls}>" + "".join(
-            f'<td data-label="{label}"{f" class={chr(34)}{c}{chr(34)}" if c else ""}>{v}</td>'
-            for label, v, c in cells) + "</tr>")
+        allow = " <small>(allow list)</small>" if item.get("kind") == "allow" else ""
+        version = item.get("version")
+        rows.append(_row((
+            ("list", _e(item.get("name")) + allow),
+            ("entries", _e(_count(item.get("entries")))),
+            ("version", f'<span title="{_e(version)}">{_e(_short(version) or _DASH)}</span>'),
+            ("last update", _e(_when(item.get("last_success")) or "never")),
+            ("age", _e(_age(item.get("age_seconds")) or _DASH)),
+            ("state", _e(state) + (f"<br><small>{_e(error)}</small>" if error else "")),
+        ), bad=stale or bool(error)))
+    for name in missing:
+        rows.append(_row((("list", _e(name)), ("entries", "0"), ("version", _DASH), ("last update", "never"),
+                          ("age", _DASH), ("state", "not loaded")), bad=True))
     if not rows:
         return '<tr><td colspan="6">No list is loaded: nothing is blocked.</td></tr>'
     return "".join(rows)
@@ -231,7 +252,7 @@ def render_home(facts: Mapping[str, object]) -> str:
         "whom.</small></p></section>"
         '<section id="lists"><h2>Lists</h2><table class="lists"><thead><tr><th>list</th><th>entries</th>'
         "<th>version</th><th>last update</th><th>age</th><th>state</th></tr></thead>"
-        f"<tbody>{_list_rows(lists)}</tbody></table></section>"
+        f"<tbody>{_list_rows(lists, [str(m) for m in facts.get('missing_lists') or []])}</tbody></table></section>"
         f'<section id="addresses"><h2>Addresses</h2><dl>{address_rows}</dl></section>'
         '<section id="add-device"><h2>Add a device</h2><ol>'
         f"{ca_item}{pac_item}{_wireguard(facts)}</ol></section>"
