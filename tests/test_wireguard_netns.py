@@ -1,15 +1,19 @@
 """WireGuard mode with a real WireGuard client (wireguard-go + wg) in a network namespace.
 
-    client namespace ("cl")                       proxy namespace ("px")
-    wg0 10.0.0.1/32 (wireguard-go)                urlwarden run --mode wireguard
-      routes 198.51.100.0/24, 10.0.0.53 -> wg0      WireGuard (UDP) on 10.77.0.1:PORT
-    px0 10.77.0.2/24  -------- veth ----------    cl0 10.77.0.1/24
-                                                  origin 198.51.100.10 (on lo): HTTP :80, HTTPS :443
+    client namespaces                             proxy namespace ("px")
+    "cl" (device phone)  10.77.0.2 --- veth ---   10.77.0.1   urlwarden run --mode wireguard
+    "c2" (device tv)     10.77.1.2 --- veth ---   10.77.1.1     WireGuard (UDP) on 0.0.0.0:51820 (phone)
+    "c3" (device laptop) 10.77.2.2 --- veth ---   10.77.2.1     and :51821 (tv); proxy 127.0.0.1:8080
+    each: a wireguard-go interface, 10.0.0.1/32,              a second one with https.intercept none:
+    routes 198.51.100.10, 10.0.0.53 -> it                       WireGuard :51830 (laptop); proxy :8081
+                                                              origin 198.51.100.10 (on lo): HTTP :80, HTTPS :443
 
 The client is configured only from ``urlwarden wireguard-client`` output (``wg setconf`` takes
 the [Interface]/[Peer] keys; Address and DNS, which are wg-quick's, are applied with ``ip``).
 It knows no proxy: it connects to the origin's address through the tunnel, and mitmproxy's
 WireGuard server connects to that address in the proxy's namespace, where the origin listens.
+Two devices of one proxy (phone and tv) are used in turn, each with its own keys and port; the
+third client shows the ``https.intercept: none`` behaviour over WireGuard.
 The proxy keeps the embedded default's loopback-only ``access.allowed_clients``: tunnel
 clients must be admitted by their mode. ``--set strip_ech=false`` is passed on purpose: it must
 be overridden.
@@ -48,10 +52,12 @@ if _REASON is not None:
 pytestmark = pytest.mark.e2e
 
 URLWARDEN = str(Path(sys.executable).with_name("urlwarden"))
-CLIENT_ADDR, PROXY_ADDR = "10.77.0.2", "10.77.0.1"
+LINKS = {"cl": ("10.77.0.2", "10.77.0.1"), "c2": ("10.77.1.2", "10.77.1.1"), "c3": ("10.77.2.2", "10.77.2.1")}
+PROXY_ADDR = LINKS["cl"][1]
 ORIGIN_ADDR = "198.51.100.10"
 TUNNEL_ADDR, TUNNEL_DNS = "10.0.0.1/32", "10.0.0.53"
 WG_PORT, PROXY_PORT = 51820, 8080
+WG_PORT_NONE, PROXY_PORT_NONE = 51830, 8081
 BLOCK_STATUS = 451
 CURL_TIMEOUT = 8
 WG_START_TIMEOUT = 10.0
@@ -64,19 +70,20 @@ paths.test/folder/
 HOSTS = {name: ORIGIN_ADDR for name in ("listed.test", "paths.test", "unlisted.test")}
 
 
-def write_config(directory: Path) -> Path:
+def write_config(directory: Path, *, proxy_port: int, wg_port: int, devices: str, https: str = "") -> Path:
     (directory / "block.txt").write_text(BLOCK_LIST)
     config = directory / "urlwarden.yaml"
     config.write_text(f"""
-listen: 127.0.0.1:{PROXY_PORT}
+listen: 127.0.0.1:{proxy_port}
 operator:
   name: Test Home
   url: https://operator.example/about
 state_dir: state
+{https}
 wireguard:
-  listen: {PROXY_ADDR}:{WG_PORT}
+  listen: 0.0.0.0:{wg_port}
   endpoint: {PROXY_ADDR}
-  devices: [phone]
+  devices: [{devices}]
 lists:
   - name: hotline
     path: block.txt
@@ -118,12 +125,17 @@ def pki(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lab():
     with Lab(prefix="uwwg") as running:
-        client, proxy_ns = running.namespace("cl"), running.namespace("px")
-        running.link(client, "px0", f"{CLIENT_ADDR}/24", proxy_ns, "cl0", f"{PROXY_ADDR}/24")
+        proxy_ns = running.namespace("px")
+        running.clients = {}
+        for role, (client_addr, proxy_addr) in LINKS.items():
+            client = running.namespace(role)
+            running.link(client, "px0", f"{client_addr}/24", proxy_ns, f"{role}0", f"{proxy_addr}/24")
+            client.etc_hosts(HOSTS)
+            running.clients[role] = client
         proxy_ns.ip("addr", "add", f"{ORIGIN_ADDR}/32", "dev", "lo")
         proxy_ns.etc_hosts(HOSTS)  # the tunnel's DNS: the proxy machine's resolver (its hosts file)
-        client.etc_hosts(HOSTS)
-        running.client, running.proxy_ns = client, proxy_ns
+        running.proxy_ns = proxy_ns
+        running.client = running.clients["cl"]
         yield running
 
 
@@ -139,18 +151,22 @@ def fresh_origin(origin):
     return origin
 
 
-@pytest.fixture(scope="module")
-def proxy(lab, pki, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("px")
-    config = write_config(workdir)
+def start_proxy(lab, pki, workdir: Path, config: Path, port: int, *extra: str) -> NetnsProxyProcess:
     argv = [URLWARDEN, "run", "--config", str(config), "--mode", "wireguard", "--",
             "--set", f"confdir={workdir / 'conf'}",
-            "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-            "--set", "strip_ech=false"]
-    process = NetnsProxyProcess(lab.proxy_ns, argv, PROXY_PORT, workdir=workdir)
+            "--set", f"ssl_verify_upstream_trusted_ca={pki.ca_cert}", *extra]
+    process = NetnsProxyProcess(lab.proxy_ns, argv, port, workdir=workdir)
     process.start()
     process.config = config
     process.ca = workdir / "conf" / "mitmproxy-ca-cert.pem"
+    return process
+
+
+@pytest.fixture(scope="module")
+def proxy(lab, pki, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("px")
+    config = write_config(workdir, proxy_port=PROXY_PORT, wg_port=WG_PORT, devices="phone, tv")
+    process = start_proxy(lab, pki, workdir, config, PROXY_PORT, "--set", "strip_ech=false")
     try:
         yield process
     finally:
@@ -158,33 +174,63 @@ def proxy(lab, pki, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tunnel(lab, proxy):
-    """wireguard-go in the client namespace, configured from `urlwarden wireguard-client`."""
-    done = subprocess.run([URLWARDEN, "wireguard-client", "--config", str(proxy.config)],
-                          capture_output=True, text=True, timeout=30, check=True)
+def proxy_none(lab, pki, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("px-none")
+    config = write_config(workdir, proxy_port=PROXY_PORT_NONE, wg_port=WG_PORT_NONE, devices="laptop",
+                          https="https:\n  intercept: none\n  uninspected: pass")
+    process = start_proxy(lab, pki, workdir, config, PROXY_PORT_NONE)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def connect_device(lab, proxy, role: str, device: str):
+    """wireguard-go in a client namespace, configured from `urlwarden wireguard-client`."""
+    endpoint = LINKS[role][1]
+    done = subprocess.run([URLWARDEN, "wireguard-client", "--config", str(proxy.config), "--device", device,
+                           "--endpoint", endpoint], capture_output=True, text=True, timeout=30, check=True)
     setconf, addresses = setconf_text(done.stdout)
-    assert addresses == [TUNNEL_ADDR] and f"Endpoint = {PROXY_ADDR}:{WG_PORT}" in done.stdout
-    conf_file = proxy.workdir / "wg0.conf"
+    assert addresses == [TUNNEL_ADDR] and f"Endpoint = {endpoint}:" in done.stdout
+    conf_file = proxy.workdir / f"{role}-wg.conf"
     conf_file.write_text(setconf)
     conf_file.chmod(0o600)
-    client = lab.client
+    client = lab.clients[role]
+    # wireguard-go's control socket (/var/run/wireguard/NAME.sock) is shared by every namespace:
+    # the interface name must be unique on the machine.
+    ifname = f"uwwg{os.getpid() % 100000}{role}"
     env = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
-    client.popen(["wireguard-go", "-f", "wg0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client.popen(["wireguard-go", "-f", ifname], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + WG_START_TIMEOUT
-    while client.ip("link").stdout.find(" wg0:") < 0:
-        assert time.monotonic() < deadline, "wireguard-go did not create wg0"
+    while client.ip("link").stdout.find(f" {ifname}:") < 0:
+        assert time.monotonic() < deadline, f"wireguard-go did not create {ifname}"
         time.sleep(0.05)
-    client.run(["wg", "setconf", "wg0", str(conf_file)])
+    client.run(["wg", "setconf", ifname, str(conf_file)])
     for address in addresses:
-        client.ip("addr", "add", address, "dev", "wg0")
-    client.ip("link", "set", "wg0", "up")
-    client.ip("route", "add", f"{ORIGIN_ADDR}/32", "dev", "wg0")
-    client.ip("route", "add", f"{TUNNEL_DNS}/32", "dev", "wg0")
+        client.ip("addr", "add", address, "dev", ifname)
+    client.ip("link", "set", ifname, "up")
+    client.ip("route", "add", f"{ORIGIN_ADDR}/32", "dev", ifname)
+    client.ip("route", "add", f"{TUNNEL_DNS}/32", "dev", ifname)
     return client
 
 
-def tunnel_curl(lab, *args: str):
-    return ns_curl(lab.client, "--connect-timeout", "5", *args, timeout=CURL_TIMEOUT)
+@pytest.fixture(scope="module")
+def tunnel(lab, proxy):
+    return connect_device(lab, proxy, "cl", "phone")
+
+
+@pytest.fixture(scope="module")
+def tunnel_tv(lab, proxy):
+    return connect_device(lab, proxy, "c2", "tv")
+
+
+@pytest.fixture(scope="module")
+def tunnel_none(lab, proxy_none):
+    return connect_device(lab, proxy_none, "c3", "laptop")
+
+
+def tunnel_curl(lab, *args: str, role: str = "cl"):
+    return ns_curl(lab.clients[role], "--connect-timeout", "5", *args, timeout=CURL_TIMEOUT)
 
 
 def test_the_client_configuration_is_complete(proxy):
@@ -251,4 +297,38 @@ def test_tunnel_dns_answers_names_but_not_the_doh_canary(tunnel, lab):
 
 def test_strip_ech_cannot_be_turned_off(proxy, tunnel):
     assert "strip_ech stays on" in proxy.output()
+
+
+def test_two_devices_are_served_side_by_side(tunnel, tunnel_tv, lab, fresh_origin):
+    # One client key shared by two devices would take turns: each handshake steals the other's
+    # replies. Each device has its own listener, so both keep working, in any order.
+    for role in ("cl", "c2", "cl", "c2"):
+        result = tunnel_curl(lab, f"http://unlisted.test/{role}", role=role)
+        assert result.status == 200, f"{role}: {result.status} exit {result.exit_code}: {result.stderr}"
+    blocked = tunnel_curl(lab, "-H", "Accept: text/html", "http://listed.test/", role="c2")
+    assert blocked.status == BLOCK_STATUS
+    fresh_origin.wait_idle()
+    assert [r.target for r in fresh_origin.requests] == ["/cl", "/c2", "/cl", "/c2"]
+
+
+def test_intercept_none_whole_listed_host_is_refused(tunnel_none, lab, pki, fresh_origin):
+    result = tunnel_curl(lab, "--cacert", str(pki.ca_cert), "https://listed.test/", role="c3")
+    fresh_origin.wait_idle()
+    assert result.status is None and result.exit_code != 0
+    assert fresh_origin.connections == []
+
+
+def test_intercept_none_path_listed_host_passes_uninspected(tunnel_none, lab, pki, fresh_origin):
+    # uninspected: pass (documented: under-blocks); the device sees the origin's own certificate
+    result = tunnel_curl(lab, "--cacert", str(pki.ca_cert), "https://paths.test/folder/x", role="c3")
+    assert result.status == 200, f"{result.status} exit {result.exit_code}: {result.stderr}"
+    fresh_origin.wait_idle()
+    (conn,) = fresh_origin.connections
+    assert conn.sni == "paths.test" and conn.tls_ok
+
+
+def test_intercept_none_plain_http_is_still_inspected(tunnel_none, lab, fresh_origin):
+    result = tunnel_curl(lab, "-H", "Accept: text/html", "http://paths.test/folder/x", role="c3")
+    fresh_origin.wait_idle()
+    assert result.status == BLOCK_STATUS and fresh_origin.connections == []
 
