@@ -31,6 +31,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -117,6 +118,32 @@ def dns_query(sock, name: str, qtype: int = 1) -> tuple[int, int]:
     raise AssertionError(f"no DNS answer for {name}")
 
 
+class UpstreamDnsRecorder:
+    """A UDP socket on 127.0.0.1:53 in the proxy's namespace (where its resolv.conf points) that
+    records every query reaching it and answers none."""
+
+    def __init__(self, ns):
+        self.queries: list[bytes] = []
+        self._sock = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 53))
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="upstream-dns", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.queries.append(self._sock.recv(4096))
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     return make_test_pki(tmp_path_factory.mktemp("pki"), list(HOSTS))
@@ -135,8 +162,12 @@ def lab():
         proxy_ns.ip("addr", "add", f"{ORIGIN_ADDR}/32", "dev", "lo")
         proxy_ns.etc_hosts(HOSTS)  # the tunnel's DNS: the proxy machine's resolver (its hosts file)
         running.proxy_ns = proxy_ns
+        running.upstream_dns = UpstreamDnsRecorder(proxy_ns)  # the resolver's "nameserver 127.0.0.1"
         running.client = running.clients["cl"]
-        yield running
+        try:
+            yield running
+        finally:
+            running.upstream_dns.close()
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +324,8 @@ def test_tunnel_dns_answers_names_but_not_the_doh_canary(tunnel, lab):
             assert (rcode, answers) == (3, 0)  # NXDOMAIN: Firefox keeps automatic DoH off
     finally:
         sock.close()
+    # answered before mitmproxy's resolver could ask upstream for it
+    assert not [q for q in lab.upstream_dns.queries if b"use-application-dns" in q]
 
 
 def test_strip_ech_cannot_be_turned_off(proxy, tunnel):

@@ -100,6 +100,9 @@ class Banner:
         lines += [f"urlwarden: {line}" for line in describe_lists(self.state)]
         lines.append(f"urlwarden: CA certificate: {os.path.join(confdir, 'mitmproxy-ca-cert.pem')} "
                      f"(clients install it from http://mitm.it through the proxy; see docs/home.md)")
+        if any(mode.startswith("wireguard") for mode in ctx.options.mode):
+            lines.append("urlwarden: WireGuard devices: scan their QR codes on the admin home page, or print them "
+                         "with `urlwarden wireguard-client --qr` (see docs/home.md)")
         # stderr: stdout carries the JSON log lines, which log shippers parse one by one
         print("\n".join(lines), file=sys.stderr, flush=True)
         # Its work is done: leave the addon chain, which mitmproxy walks for every event of every
