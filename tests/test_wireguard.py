@@ -5,6 +5,7 @@ tests/test_wireguard_netns.py drives a real WireGuard client through a real prox
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import stat
 
@@ -20,7 +21,8 @@ from urlwarden.config import WireGuardConfig, parse_config, parse_endpoint
 from urlwarden.errors import ConfigError
 from urlwarden.runner import wireguard_mode_args
 from urlwarden.wireguard import (
-    client_config, devices, endpoint_for, load_or_create_keys, public_key, qr_svg, qr_terminal,
+    client_config, default_route_address, devices, endpoint_for, endpoint_is_guessed, load_or_create_keys,
+    public_key, qr_svg, qr_terminal,
 )
 
 # RFC 7748 section 6.1 (Alice): the X25519 public key of this private key
@@ -137,10 +139,17 @@ def test_endpoint_for(tmp_path, section, override, expected):
     assert [endpoint_for(cfg, d, override) for d in devices(cfg)] == expected
 
 
-def test_endpoint_unknown_on_a_wildcard_listener(tmp_path):
-    cfg = config("wireguard:\n  devices: [phone]\n", tmp_path)
+def test_a_wildcard_listener_uses_the_default_route_address(tmp_path):
+    cfg = config("wireguard:\n  devices: [phone, tv]\n", tmp_path)
+    assert endpoint_for(cfg, devices(cfg)[1], detect=lambda: "192.168.1.10") == "192.168.1.10:51821"
+    assert endpoint_is_guessed(cfg, devices(cfg)[0])
     with pytest.raises(ConfigError, match="set wireguard.endpoint"):
-        endpoint_for(cfg, devices(cfg)[0])
+        endpoint_for(cfg, devices(cfg)[0], detect=lambda: None)
+
+
+def test_default_route_address_is_an_address_or_none():
+    address = default_route_address()
+    assert address is None or not ipaddress.ip_address(address).is_loopback
 
 
 def test_client_config_is_wg_quick(tmp_path):
@@ -181,7 +190,6 @@ def test_wireguard_client_prints_the_chosen_device(tmp_path, capsys):
 @pytest.mark.parametrize(("args", "message"), [
     (["--device", "fridge"], "--device: no device 'fridge' in wireguard.devices (phone)"),
     (["--endpoint", "a b"], "--endpoint: must be HOST or HOST:PORT"),
-    ([], "set wireguard.endpoint"),
 ])
 def test_wireguard_client_errors_are_one_line(tmp_path, capsys, args, message):
     path = write_config(tmp_path, "  devices: [phone]\n")

@@ -176,7 +176,7 @@ def _wireguard_mode(text: str) -> tuple[str | None, int | None]:
 def _cmd_wireguard_client(args, _passthrough) -> int:
     from .config import parse_endpoint
     from .errors import ConfigError
-    from .wireguard import client_config, devices, endpoint_for, load_or_create_keys, qr_terminal
+    from .wireguard import client_config, devices, endpoint_for, endpoint_is_guessed, load_or_create_keys, qr_terminal
 
     config = _load_config(args.config)
     override = None
@@ -195,6 +195,9 @@ def _cmd_wireguard_client(args, _passthrough) -> int:
     if args.qr:
         print(qr_terminal(text))
     print(text, end="")
+    if endpoint_is_guessed(config, device, override):
+        print("urlwarden: note: the endpoint is this machine's address on its default route; if devices reach it "
+              "at another address, set wireguard.endpoint or give --endpoint", file=sys.stderr)
     if not config.wireguard.enabled:
         print("urlwarden: note: wireguard.enabled is off: start the proxy with --mode wireguard", file=sys.stderr)
     return EXIT_OK

@@ -23,7 +23,9 @@ import base64
 import io
 import json
 import os
+import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,12 +134,30 @@ def load_or_create_keys(path: Path) -> Keys:
     return keys
 
 
+ROUTE_PROBE_ADDRESS = "192.0.2.1"
+"""A TEST-NET-1 address (RFC 5737): connecting a UDP socket to it picks the source address of the
+default route without sending anything."""
+
+
+def default_route_address() -> str | None:
+    """This machine's IPv4 address on its default route (on a home server: its LAN address), or
+    None without one. A UDP connect sends no packet; the kernel only chooses a route."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((ROUTE_PROBE_ADDRESS, 9))
+            address = probe.getsockname()[0]
+    except OSError:
+        return None
+    return None if address in ("0.0.0.0", "") or address.startswith("127.") else address
+
+
 def endpoint_for(config: Config, device: Device, override: tuple[str, int | None] | None = None,
-                 index: int | None = None) -> str:
+                 index: int | None = None, detect: Callable[[], str | None] = default_route_address) -> str:
     """``HOST:PORT`` a device connects to: `override` (``--endpoint``), else ``wireguard.endpoint``,
-    else the listen host unless it is a wildcard. The port given there is the first device's;
-    the others follow it (the listen ports are consecutive; `index` is the device's position,
-    by default its place in ``wireguard.devices``). ConfigError when no host is known."""
+    else the listen host, else (a wildcard listener) this machine's address on its default route.
+    The port given in the first two is the first device's; the others follow it (the listen
+    ports are consecutive; `index` is the device's position, by default its place in
+    ``wireguard.devices``). ConfigError when no host is known."""
     if index is None:
         index = config.wireguard.devices.index(device.name)
     given = override or config.wireguard.endpoint
@@ -147,11 +167,18 @@ def endpoint_for(config: Config, device: Device, override: tuple[str, int | None
     elif device.host not in ("", "0.0.0.0", "::"):
         host, port = device.host, device.port
     else:
-        raise ConfigError("the address devices reach this machine at is not known: set wireguard.endpoint "
-                          "in the configuration, or give --endpoint HOST (e.g. 192.168.1.10)")
+        host, port = detect(), device.port
+        if host is None:
+            raise ConfigError("the address devices reach this machine at is not known: set wireguard.endpoint "
+                              "in the configuration, or give --endpoint HOST (e.g. 192.168.1.10)")
     if port > 65535:
         raise ConfigError(f"wireguard endpoint port {port} for device {device.name!r} is past 65535")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def endpoint_is_guessed(config: Config, device: Device, override: tuple[str, int | None] | None = None) -> bool:
+    """Whether `endpoint_for` falls back to the default route's address for this device."""
+    return override is None and config.wireguard.endpoint is None and device.host in ("", "0.0.0.0", "::")
 
 
 def client_config(keys: Keys, endpoint: str, device_name: str = "") -> str:
