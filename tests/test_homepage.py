@@ -47,8 +47,8 @@ def test_counts_and_lists():
                   {"name": "exceptions", "kind": "allow", "entries": 2}],
     })
     assert 'id="blocks-today">1\u202f234<' in page and 'id="blocks-since-start">56\u202f789<' in page
-    assert ">hotline<" in page and ">1\u202f000\u202f000<" in page and "1970-01-01 00:00 UTC" in page and ">2 h<" in page
-    assert "exceptions <small>(allow list)</small>" in page
+    assert "<span>hotline</span>" in page and ">1\u202f000\u202f000<" in page and "1970-01-01 00:00 UTC" in page and ">2 h<" in page
+    assert "<span>exceptions <small>(allow list)</small></span>" in page
 
 
 def test_without_wireguard_the_page_says_how_to_turn_it_on():

@@ -205,7 +205,7 @@ def test_home_page_shows_failing_and_stale_required_feeds(failing, tmp_path):
     reasons = re.search(r'<ul id="reasons">(.*?)</ul>', page.dom, re.S).group(1)
     assert "missing-feed: not loaded" in reasons
     assert "stale-feed: stale" in reasons
-    row = re.search(r"<tr class=\"bad\"><td[^>]*>stale-feed<.*?</tr>", page.dom, re.S)
+    row = re.search(r"<tr class=\"bad\"><td[^>]*><span>stale-feed<.*?</tr>", page.dom, re.S)
     assert row is not None and ">stale<" in row.group(0)
     row = re.search(r"<tr class=\"bad\"><td[^>]*>missing-feed<.*?</tr>", page.dom, re.S)
     assert row is not None and ">not loaded<" in row.group(0)

@@ -169,7 +169,7 @@ def _list_rows(lists: Sequence[Mapping[str, object]], missing: Sequence[str]) ->
         allow = " <small>(allow list)</small>" if item.get("kind") == "allow" else ""
         version = item.get("version")
         rows.append(_row((
-            ("list", _e(item.get("name")) + allow),
+            ("list", f"<span>{_e(item.get('name'))}{allow}</span>"),
             ("entries", _e(_count(item.get("entries")))),
             ("version", f'<span title="{_e(version)}">{_e(_short(version) or _DASH)}</span>'),
             ("last update", _e(_when(item.get("last_success")) or "never")),
