@@ -11,7 +11,7 @@ import stat
 
 import pytest
 from mitmproxy import dns
-from mitmproxy.proxy import mode_specs
+from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.test import taddons, tflow
 
 from urlwarden import cli
@@ -306,3 +306,24 @@ def test_tunnel_clients_are_admitted_by_mode(tmp_path, mode, address, admitted):
         client.peername = (address, 40000)
         addon.client_connected(client)
         assert (client.error is None) == admitted
+
+
+@pytest.mark.parametrize(("mode", "host", "refused"), [
+    ("wireguard", "127.0.0.1", True),  # e.g. the loopback-only admin listener: it shows every device's key
+    ("wireguard", "127.8.9.10", True),
+    ("wireguard", "::1", True),
+    ("wireguard", "::ffff:127.0.0.1", True),
+    ("wireguard", "0.0.0.0", True),  # connecting to 0.0.0.0 reaches this machine too
+    ("wireguard", "localhost", True),
+    ("wireguard", "198.51.100.10", False),
+    ("wireguard", "192.168.1.10", False),  # the machine's LAN address: what listens there is for the LAN
+    ("regular", "127.0.0.1", False),  # proxy clients are governed by access.allowed_clients
+])
+def test_tunnel_clients_cannot_reach_this_machines_loopback(mode, host, refused):
+    client = tflow.tclient_conn()
+    client.proxy_mode = mode_specs.ProxyMode.parse(mode)
+    server = tflow.tserver_conn()
+    server.address = (host, 9181)
+    data = server_hooks.ServerConnectionHookData(server, client)
+    TunnelGuard().server_connect(data)
+    assert (server.error is not None) == refused

@@ -19,25 +19,31 @@ addresses. Filtering then depends on two things the browser could otherwise take
 Clients that came in through a WireGuard listener are admitted whatever ``access.allowed_clients``
 says (`is_tunnel_client`): the WireGuard handshake has already proven they hold a device key, and
 their tunnel address (10.0.0.1) is the same for every device.
+
+A tunnel client chooses the destination address of every packet it sends, and mitmproxy connects
+to that address from the proxy machine itself. A device could thus address 127.0.0.1 and reach
+services that listen on the proxy machine's loopback only, the admin listener among them (its
+home page shows every device's key). `TunnelGuard.server_connect` refuses server connections of
+tunnel clients to loopback and unspecified addresses.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from pathlib import Path
 
 from mitmproxy import ctx, dns
 from mitmproxy.connection import Client
-from mitmproxy.proxy import mode_specs
-
-from pathlib import Path
+from mitmproxy.proxy import mode_specs, server_hooks
 
 from .config import Config, WireGuardConfig
 from .errors import UrlwardenError
 from .wireguard import Device, client_config, endpoint_for, load_or_create_keys
 
 __all__ = [
-    "DOH_CANARY", "TunnelGuard", "is_doh_canary", "is_tunnel_client", "listeners", "put_before", "tunnel_options",
-    "wireguard_devices",
+    "DOH_CANARY", "TunnelGuard", "is_doh_canary", "is_this_machine_only", "is_tunnel_client", "listeners",
+    "put_before", "tunnel_options", "wireguard_devices",
 ]
 
 log = logging.getLogger("urlwarden")
@@ -49,6 +55,22 @@ DOH_CANARY = "use-application-dns.net"
 def is_tunnel_client(client: Client) -> bool:
     """Whether `client` came in through a WireGuard listener (authenticated by its key)."""
     return isinstance(getattr(client, "proxy_mode", None), mode_specs.WireGuardMode)
+
+
+def is_this_machine_only(host: object) -> bool:
+    """Whether a destination address reaches only the proxy machine itself: loopback
+    (127.0.0.0/8, ::1, IPv4-mapped too), ``localhost``, or unspecified (0.0.0.0, ::)."""
+    if not isinstance(host, str):
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped or ip
+    return ip.is_loopback or ip.is_unspecified
 
 
 def is_doh_canary(name: str | None) -> bool:
@@ -103,13 +125,24 @@ def put_before(addons, addon, name: str) -> None:
 
 
 class TunnelGuard:
-    """Keeps ``strip_ech`` on and answers the DoH canary with NXDOMAIN (see the module docstring)."""
+    """Keeps ``strip_ech`` on, answers the DoH canary with NXDOMAIN, and keeps tunnel clients off
+    the proxy machine's loopback (see the module docstring)."""
 
     def configure(self, updated: set[str]) -> None:
         if "strip_ech" in ctx.options and not ctx.options.strip_ech:
             log.warning("strip_ech stays on: without it browsers may encrypt the host name (ECH) and "
                         "urlwarden could not see which site a connection is for")
             ctx.options.update(strip_ech=True)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        try:
+            refuse = is_tunnel_client(data.client) and data.server.address is not None \
+                and is_this_machine_only(data.server.address[0])
+        except Exception as exc:  # refuse when unsure: the destination is the proxy machine's own
+            log.error("internal error in tunnel server_connect (%s)", type(exc).__name__)
+            refuse = True
+        if refuse:
+            data.server.error = "refused by urlwarden: a tunnel client may not reach this machine's loopback"
 
     def dns_request(self, flow: dns.DNSFlow) -> None:
         try:
