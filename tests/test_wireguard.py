@@ -320,10 +320,28 @@ def test_tunnel_clients_are_admitted_by_mode(tmp_path, mode, address, admitted):
     ("regular", "127.0.0.1", False),  # proxy clients are governed by access.allowed_clients
 ])
 def test_tunnel_clients_cannot_reach_this_machines_loopback(mode, host, refused):
-    client = tflow.tclient_conn()
-    client.proxy_mode = mode_specs.ProxyMode.parse(mode)
-    server = tflow.tserver_conn()
-    server.address = (host, 9181)
-    data = server_hooks.ServerConnectionHookData(server, client)
-    TunnelGuard().server_connect(data)
-    assert (server.error is not None) == refused
+    assert connect_refused(mode, (host, 9181)) == refused
+
+
+def connect_refused(mode: str, address: tuple[str, int]) -> bool:
+    guard = TunnelGuard()
+    with taddons.context(guard) as tctx:
+        from mitmproxy.addons.dns_resolver import DnsResolver
+
+        tctx.master.addons.add(DnsResolver())
+        tctx.options.dns_name_servers = ["127.0.0.53"]
+        client = tflow.tclient_conn()
+        client.proxy_mode = mode_specs.ProxyMode.parse(mode)
+        server = tflow.tserver_conn()
+        server.address = address
+        guard.server_connect(server_hooks.ServerConnectionHookData(server, client))
+        return server.error is not None
+
+
+@pytest.mark.parametrize(("address", "refused"), [
+    (("127.0.0.53", 53), False),  # the resolver the tunnel's DNS forwards to (systemd-resolved, Pi-hole...)
+    (("127.0.0.53", 80), True),
+    (("127.0.0.1", 53), True),  # not a configured name server
+])
+def test_dns_forwarding_to_a_loopback_resolver_is_allowed(address, refused):
+    assert connect_refused("wireguard", address) == refused

@@ -24,7 +24,9 @@ A tunnel client chooses the destination address of every packet it sends, and mi
 to that address from the proxy machine itself. A device could thus address 127.0.0.1 and reach
 services that listen on the proxy machine's loopback only, the admin listener among them (its
 home page shows every device's key). `TunnelGuard.server_connect` refuses server connections of
-tunnel clients to loopback and unspecified addresses.
+tunnel clients to loopback and unspecified addresses, except DNS to the name servers the tunnel's
+DNS is answered with (mitmproxy forwards queries other than A/AAAA there, and a machine's
+resolver is often on loopback: systemd-resolved, a local Pi-hole).
 """
 
 from __future__ import annotations
@@ -114,6 +116,14 @@ def wireguard_devices(config: Config, running: list[tuple[object, tuple[str, int
     return devices, problem
 
 
+def _name_servers() -> list[str]:
+    """The name servers mitmproxy's resolver forwards to (its own list when it is loaded)."""
+    resolver = ctx.master.addons.get("dnsresolver") if getattr(ctx, "master", None) else None
+    if resolver is not None:
+        return list(resolver.name_servers())
+    return list(ctx.options.dns_name_servers) if "dns_name_servers" in ctx.options else []
+
+
 def put_before(addons, addon, name: str) -> None:
     """Move `addon` (already added) in front of the addon called `name` in the chain, so its hooks
     run first; a no-op when either is missing."""
@@ -136,8 +146,10 @@ class TunnelGuard:
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         try:
-            refuse = is_tunnel_client(data.client) and data.server.address is not None \
-                and is_this_machine_only(data.server.address[0])
+            address = data.server.address
+            refuse = is_tunnel_client(data.client) and address is not None and is_this_machine_only(address[0])
+            if refuse and address[1] == 53 and address[0] in _name_servers():
+                refuse = False  # the tunnel's own DNS, forwarded by mitmproxy's resolver
         except Exception as exc:  # refuse when unsure: the destination is the proxy machine's own
             log.error("internal error in tunnel server_connect (%s)", type(exc).__name__)
             refuse = True
