@@ -37,8 +37,9 @@ from .errors import ConfigError
 from .fsutil import fsync_directory
 
 __all__ = [
-    "CLIENT_ADDRESS", "TUNNEL_DNS", "Device", "client_config", "devices", "keys_dir", "load_or_create_keys",
-    "mode_specs", "public_key", "qr_svg", "qr_terminal",
+    "CLIENT_ADDRESS", "TUNNEL_DNS", "Device", "Keys", "client_config", "default_route_address", "devices",
+    "endpoint_for", "endpoint_is_guessed", "generate_key", "load_or_create_keys", "mode_specs",
+    "public_key", "qr_svg", "qr_terminal",
 ]
 
 CLIENT_ADDRESS = "10.0.0.1/32"
@@ -67,11 +68,6 @@ class Device:
     keys_path: Path
     host: str
     port: int
-
-
-def keys_dir(config: Config) -> Path:
-    wg = config.wireguard
-    return Path(wg.keys_dir) if wg.keys_dir else Path(config.state_dir) / "wireguard"
 
 
 def devices(config: Config, wireguard: WireGuardConfig | None = None) -> list[Device]:
