@@ -345,3 +345,11 @@ def connect_refused(mode: str, address: tuple[str, int]) -> bool:
 ])
 def test_dns_forwarding_to_a_loopback_resolver_is_allowed(address, refused):
     assert connect_refused("wireguard", address) == refused
+
+
+def test_wireguard_listeners_are_outside_the_proxy_listen_rule():
+    from urlwarden.addon import custom_mode_hosts
+
+    # The proxy's own listen rule (urlwarden.listenscope) still sees a wider regular listener.
+    assert custom_mode_hosts(["regular@0.0.0.0:8080", "wireguard:/k/phone.json@0.0.0.0:51820", "regular"]) == [
+        ("regular@0.0.0.0:8080", "0.0.0.0")]

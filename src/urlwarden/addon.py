@@ -582,14 +582,16 @@ def proxy_running() -> bool:
 
 def custom_mode_hosts(modes: Sequence[str]) -> list[tuple[str, str]]:
     """``(spec, host)`` for each mode that names its own listen host (``regular@HOST:PORT``).
-    A spec mitmproxy cannot parse is left to mitmproxy, which refuses it."""
+    A spec mitmproxy cannot parse is left to mitmproxy, which refuses it. WireGuard listeners
+    are left out: they have their own ``wireguard.listen`` and serve only holders of a device
+    key, so they open no proxy to the network."""
     found = []
     for spec in modes:
         try:
             mode = mode_specs.ProxyMode.parse(spec)
         except ValueError:
             continue
-        if mode.custom_listen_host is not None:
+        if mode.custom_listen_host is not None and not isinstance(mode, mode_specs.WireGuardMode):
             found.append((spec, mode.custom_listen_host))
     return found
 

@@ -232,8 +232,11 @@ def render_home(facts: Mapping[str, object]) -> str:
                "it, listed HTTPS pages are still blocked, but the browser shows a certificate error instead "
                "of the block page.</li>") if ca_url else (
                '<li id="ca"><b>CA certificate</b>: not created yet (it appears once the proxy has started).</li>')
-    pac_item = (f'<li id="pac"><b>Computers (browser or system proxy setting)</b>: automatic proxy configuration '
-                f'URL <code>{_e(pac_url)}</code></li>') if pac_url else (
+    pac_item = (f'<li id="pac"><b>Computers (browser or system proxy setting)</b>: the proxy auto-config '
+                f"address is <code>{_e(pac_url)}</code>. Fetched from here alone, a browser goes direct while "
+                "urlwarden is down: make it mandatory with a browser policy, or use <code>urlwarden pac "
+                "--data-url</code> (docs/home.md, \u201cautomatic configuration with a PAC file\u201d).</li>"
+                ) if pac_url else (
                 '<li id="pac"><b>Computers</b>: no PAC file is served (set <code>admin.pac_proxy</code>); '
                 f"use the proxy address <code>{_e(facts.get('proxy'))}</code> directly.</li>")
     return (
