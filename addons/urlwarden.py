@@ -15,7 +15,10 @@ _saved_path = sys.path[:]
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 try:
     UrlWarden = importlib.import_module("urlwarden.addon").UrlWarden
+    TunnelGuard = importlib.import_module("urlwarden.addon_tunnel").TunnelGuard
 finally:
     sys.path[:] = _saved_path
 
-addons = [UrlWarden()]
+# (Loaded as a script, TunnelGuard runs after mitmproxy's own DNS resolver: the DoH canary still
+# gets NXDOMAIN, only after the resolver has looked it up. `urlwarden run` puts it first.)
+addons = [UrlWarden(), TunnelGuard()]

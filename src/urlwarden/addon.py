@@ -14,7 +14,8 @@ decision reads the runtime's value in force once and uses it throughout.
   mitmproxy binds, it applies the configuration's ``listen`` and refuses a wider listen option
   (`urlwarden.listenscope`); a start-up it refuses is logged as one error line, which makes
   mitmproxy exit before any server starts.
-* ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else.
+* ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else
+  (clients of a WireGuard listener hold a device key and are admitted: `urlwarden.addon_tunnel`).
 * ``http_connect``: refuses a CONNECT to a host that is refused without interception; a target
   that is not a host name gets 400.
 * ``tls_clienthello``: per host, passes the TLS connection through untouched, intercepts it, or
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -61,7 +63,8 @@ from mitmproxy.connection import Client, Server
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import blockpage, logs, sdnotify
+from . import __version__, blockpage, logs, sdnotify
+from .addon_tunnel import is_tunnel_client, listeners, tunnel_options, wireguard_devices
 from .admin import AdminServer
 from .config import AdminConfig, Config
 from .engine import State, TlsAction, UnparseableName, connection_status, request_verdict, tls_decision
@@ -132,6 +135,8 @@ class UrlWarden:
         self._reload_again = False
         self._admin: AdminServer | None = None
         self._admin_config = AdminConfig()
+        self._listeners: list = []  # (mode, (host, port)) of the proxy's listeners, for the home page
+        self._confdir = "~/.mitmproxy"
         self._running = False
         self._feed_loop: FeedLoop | None = None
         self._feed_task: asyncio.Task | None = None
@@ -249,6 +254,7 @@ class UrlWarden:
         if config.access.explicit:
             access["block_global"] = False  # allowed_clients is the stricter, explicit rule now
         self._update_options(**access)
+        self._update_options(**tunnel_options(config.wireguard))
         try:
             self._restart_admin(config.admin)
         except UrlwardenError as exc:
@@ -266,6 +272,7 @@ class UrlWarden:
 
     def running(self) -> None:
         self._running = True
+        self._note_listeners()
         shorten_gil_switch_interval()
         self._start_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
@@ -304,8 +311,12 @@ class UrlWarden:
         self._admin_config = admin
         if admin.listen is None:
             return
+        if "confdir" in ctx.options:
+            self._confdir = ctx.options.confdir
+        ca_cert = os.path.join(os.path.expanduser(self._confdir), "mitmproxy-ca-cert.pem")
         server = AdminServer(admin.listen[0], admin.listen[1], admin.token, self.metrics,
-                             self.status, self.readiness, pac_proxy=admin.pac_proxy)
+                             self.status, self.readiness, pac_proxy=admin.pac_proxy,
+                             home_provider=self.home, ca_cert_path=ca_cert)
         server.start()  # a ConfigError here (port in use) aborts startup, or fails the reload
         self._admin = server
         log.info("admin listener on %s", server.url)
@@ -336,7 +347,27 @@ class UrlWarden:
             if not self._reload_again:
                 return
 
+    def _note_listeners(self) -> None:
+        try:
+            self._listeners = listeners(ctx.master)
+        except Exception as exc:  # only the home page's addresses depend on it
+            log.error("could not list the proxy's listeners (%s)", type(exc).__name__)
+
     # --- admin providers (called on the admin listener's threads; read immutable values only) ----
+
+    def home(self) -> dict:
+        """The home page's facts only the proxy knows (`urlwarden.homepage.HomeFacts`)."""
+        facts: dict = {"version": __version__, "mitmproxy_version": MITMPROXY_VERSION}
+        state, running = self.state, list(self._listeners)
+        proxies = [address for mode, address in running if getattr(mode, "type_name", "") != "wireguard"]
+        if proxies:
+            host, port = proxies[0]
+            facts["proxy"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if state is not None:
+            facts["wireguard"], facts["wireguard_problem"] = wireguard_devices(state.config, running, self._confdir)
+            loaded = {ls.name for ls in state.snapshot.stats.lists}
+            facts["missing_lists"] = [lc.name for lc in state.config.lists if lc.name not in loaded]
+        return facts
 
     def readiness(self) -> tuple[bool, list[str]]:
         return self.runtime.readiness(self._running)
@@ -348,7 +379,7 @@ class UrlWarden:
 
     def client_connected(self, client: Client) -> None:
         try:
-            allowed = self.state.config.access.allows(client.peername[0])
+            allowed = is_tunnel_client(client) or self.state.config.access.allows(client.peername[0])
         except Exception as exc:
             allowed = not self._internal_error("client_connected", exc)
         if not allowed:
@@ -647,13 +678,15 @@ def proxy_running() -> bool:
 
 def custom_mode_hosts(modes: Sequence[str]) -> list[tuple[str, str]]:
     """``(spec, host)`` for each mode that names its own listen host (``regular@HOST:PORT``).
-    A spec mitmproxy cannot parse is left to mitmproxy, which refuses it."""
+    A spec mitmproxy cannot parse is left to mitmproxy, which refuses it. WireGuard listeners
+    are left out: they have their own ``wireguard.listen`` and serve only holders of a device
+    key, so they open no proxy to the network."""
     found = []
     for spec in modes:
         try:
             mode = mode_specs.ProxyMode.parse(spec)
         except ValueError:
             continue
-        if mode.custom_listen_host is not None:
+        if mode.custom_listen_host is not None and not isinstance(mode, mode_specs.WireGuardMode):
             found.append((spec, mode.custom_listen_host))
     return found

@@ -2,6 +2,13 @@
 
 Endpoints (GET and HEAD only; any other method is 405, any other path 404)::
 
+    /          the home page for a person (`urlwarden.homepage`): protection on or off and why,
+               lists, block counts, addresses, and how to add a device (CA, PAC address, one
+               WireGuard QR code per device: it holds device keys, so it needs the token like
+               /status); Basic authentication with the token as password works too, so that a
+               browser can ask for it
+    /ca.pem    the proxy's CA certificate (public by nature: every intercepted connection shows
+               it), when the proxy has created it; never needs the token
     /healthz   200 "ok" while the process is alive; never needs the token
     /readyz    200 "ready", or 503 "not ready" and one reason per line (list or feed names and
                words like "stale", from `ready_provider`)
@@ -12,13 +19,13 @@ Endpoints (GET and HEAD only; any other method is 405, any other path 404)::
     /proxy.pac the proxy auto-config file for browsers (`render_pac`), when `pac_proxy` is set
                (404 otherwise); never needs the token
 
-Access control: with a `token`, every endpoint but /healthz and /proxy.pac needs
-``Authorization: Bearer <token>``, compared in constant time (`hmac.compare_digest`); without it
+Access control: with a `token`, every endpoint but /healthz, /proxy.pac and /ca.pem needs
+``Authorization: Bearer <token>`` (or ``Basic`` with the token as password), compared in constant time (`hmac.compare_digest`); without it
 the answer is 401 with ``WWW-Authenticate: Bearer``. Listening on a non-loopback address without
 a token is refused (`ConfigError`): the admin port is for a monitoring system or the operator,
 not the network. Without a token, a request whose Host header names anything but a loopback
 address or ``localhost`` is refused with 403 (except /healthz and /proxy.pac, which hold
-nothing to steal), so a web page in a local browser cannot read the status through DNS
+nothing to steal, and /ca.pem), so a web page in a local browser cannot read the status through DNS
 rebinding.
 
 The PAC file is `urlwarden.pacfile.render_pac` for `pac_proxy`: generated from the proxy
@@ -42,6 +49,7 @@ connection (`start` / `stop`).
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import hmac
 import html
@@ -125,6 +133,10 @@ _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
 
 PAC_PATH = "/proxy.pac"
+CA_PATH = "/ca.pem"
+CA_CONTENT_TYPE = "application/x-pem-file"
+MAX_CA_BYTES = 64 * 1024
+_HOST_HEADER = re.compile(r"[A-Za-z0-9.:\[\]-]{1,262}\Z")
 
 
 # --- sanitising what the providers return ------------------------------------------------------
@@ -331,14 +343,24 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(HTTPStatus.OK, admin.pac, PAC_CONTENT_TYPE)
             return
+        if path == CA_PATH:  # public by nature; a new device fetches it before anything else
+            pem = admin.ca_certificate()
+            if pem is None:
+                self._send(HTTPStatus.NOT_FOUND, b"no CA certificate yet (the proxy creates it when it starts)\n")
+            else:
+                self._send(HTTPStatus.OK, pem, CA_CONTENT_TYPE,
+                           extra=(("Content-Disposition", 'attachment; filename="urlwarden-ca.pem"'),))
+            return
         if admin.token is None and not _local_host_header(self.headers.get("Host")):
             # Without a token only loopback can reach us, but a web page in a local browser could
             # still, through DNS rebinding, make it fetch /status under its own host name.
             self._send(HTTPStatus.FORBIDDEN, b"forbidden: use a loopback address\n")
             return
-        if not self._authorized(admin.token):
+        if not self._authorized(admin.token, basic_challenge=path == "/"):
             return
-        if path == "/metrics":
+        if path == "/":
+            self._home(admin)
+        elif path == "/metrics":
             self._metrics(admin)
         elif path == "/readyz":
             self._readyz(admin)
@@ -347,18 +369,37 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n")
 
-    def _authorized(self, token: bytes | None) -> bool:
+    def _authorized(self, token: bytes | None, basic_challenge: bool = False) -> bool:
         if token is None:
             return True
         header = self.headers.get("Authorization") or ""
         scheme, _, credentials = header.strip().partition(" ")
         given = credentials.strip().encode("latin-1", "replace")
+        if scheme.lower() == "basic":  # a browser's login prompt: any user name, the token as password
+            try:
+                given = base64.b64decode(given, validate=True).partition(b":")[2]
+            except ValueError:
+                given = b""
         # compare_digest even when the scheme is wrong, so the timing says nothing either way
-        good = hmac.compare_digest(given, token) and scheme.lower() == "bearer"
+        good = hmac.compare_digest(given, token) and scheme.lower() in ("bearer", "basic")
         if not good:
-            challenge = 'Bearer realm="urlwarden"' + (', error="invalid_token"' if header else "")
-            self._send(HTTPStatus.UNAUTHORIZED, b"unauthorized\n", extra=(("WWW-Authenticate", challenge),))
+            challenges = [("WWW-Authenticate", 'Bearer realm="urlwarden"' + (', error="invalid_token"' if header else ""))]
+            if basic_challenge:  # browsers ask for a password only when offered Basic
+                challenges.insert(0, ("WWW-Authenticate", 'Basic realm="urlwarden admin token", charset="UTF-8"'))
+            self._send(HTTPStatus.UNAUTHORIZED, b"unauthorized\n", extra=challenges)
         return good
+
+    def _home(self, admin: AdminServer) -> None:
+        host = (self.headers.get("Host") or "").strip()
+        base = f"http://{host}" if _HOST_HEADER.match(host) else admin.url
+        facts = admin.home(base)
+        if facts is None:
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"home page unavailable\n")
+            return
+        from .homepage import render_home  # (segno is imported only when the page is asked for)
+
+        body = render_home(facts).encode("utf-8")
+        self._send(HTTPStatus.OK, body, _HTML, extra=(("Content-Security-Policy", _HTML_CSP),))
 
     def _metrics(self, admin: AdminServer) -> None:
         if admin.metrics is None:
@@ -484,7 +525,9 @@ class AdminServer:
     `sanitize_status` (anything else it holds is dropped); `ready_provider()` returns
     ``(ready, reasons)``. Both are called on the server's threads, once per request: they must
     be quick and thread-safe (reading an immutable snapshot is). `pac_proxy` (``HOST:PORT``,
-    the proxy as clients reach it) turns on /proxy.pac. Raises `ConfigError` for an empty or
+    the proxy as clients reach it) turns on /proxy.pac. `home_provider()` adds the facts of the
+    home page that only the proxy knows (see `homepage.HomeFacts`: version, proxy, wireguard);
+    `ca_cert_path` is served at /ca.pem once it exists. Raises `ConfigError` for an empty or
     malformed token, a non-loopback `host` without a token, or a bad `pac_proxy`.
     """
 
@@ -497,6 +540,8 @@ class AdminServer:
         status_provider: Callable[[], Mapping[str, object]] | None = None,
         ready_provider: Callable[[], tuple[bool, Sequence[str]]] | None = None,
         pac_proxy: str | None = None,
+        home_provider: Callable[[], Mapping[str, object]] | None = None,
+        ca_cert_path: str | None = None,
     ) -> None:
         if token is not None and not _TOKEN_CHARS.match(token):
             raise ConfigError("admin token: must be 1 to 1024 printable ASCII characters without spaces")
@@ -509,6 +554,8 @@ class AdminServer:
         self.status_provider = status_provider
         self.ready_provider = ready_provider
         self.pac = None if pac_proxy is None else render_pac(pac_proxy).encode("ascii")
+        self.home_provider = home_provider
+        self.ca_cert_path = ca_cert_path
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -594,3 +641,39 @@ class AdminServer:
             status["today"] = self.metrics.today().isoformat()
             status["blocks_today"] = self.metrics.blocks_today()
         return status
+
+    def ca_certificate(self) -> bytes | None:
+        """The CA certificate (PEM) to hand to devices, or None while there is none."""
+        if self.ca_cert_path is None:
+            return None
+        try:
+            with open(self.ca_cert_path, "rb") as f:
+                pem = f.read(MAX_CA_BYTES + 1)
+        except OSError:
+            return None
+        return pem if b"-----BEGIN CERTIFICATE-----" in pem and len(pem) <= MAX_CA_BYTES else None
+
+    def home(self, base_url: str) -> dict[str, object] | None:
+        """The home page's facts (`homepage.HomeFacts`); `base_url` is this listener as the
+        browser reached it (for the PAC address). None when a provider failed."""
+        status = self.status()
+        if status is None:
+            return None
+        extra: Mapping[str, object] = {}
+        if self.home_provider is not None:
+            try:
+                extra = self.home_provider()
+            except Exception as exc:
+                log.error("urlwarden: admin listener: home page provider failed (%s)", type(exc).__name__)
+                return None
+        ready, reasons = self.readiness()
+        today = status.get("blocks_today") or {}
+        facts: dict[str, object] = dict(extra)
+        facts.update(
+            ready=ready, reasons=reasons, lists=status.get("lists", []), started=status.get("started"),
+            blocks_today=sum(v for v in today.values() if isinstance(v, int)),
+            blocks_since_start=self.metrics.blocks_since_start() if self.metrics is not None else 0,
+            pac_url=f"{base_url}{PAC_PATH}" if self.pac is not None else None,
+            ca_url=CA_PATH if self.ca_certificate() is not None else None,
+        )
+        return facts

@@ -50,9 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE[:FORMAT]",
                    help="block list, repeatable; replaces the configuration's lists")
     p.add_argument("--listen", metavar="HOST:PORT", help="where the proxy listens (default from the config)")
-    p.add_argument("--mode", metavar="MODE", help="mitmproxy proxy mode, e.g. transparent (default: regular); "
-                                                   "see docs/isp.md")
+    p.add_argument("--mode", metavar="MODE", help="mitmproxy proxy mode, e.g. transparent (default: regular; "
+                                                   "see docs/isp.md), or wireguard[@[HOST:]PORT]: the proxy plus "
+                                                   "WireGuard listeners for devices (docs/home.md)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("wireguard-client", help="print a device's WireGuard configuration (text, or QR code with --qr)",
+                       description="Print the wg-quick configuration a WireGuard app imports to send all of a "
+                                   "device's traffic through urlwarden (run --mode wireguard). Each device in "
+                                   "wireguard.devices has its own keys and UDP port; keys are created on first use.")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    p.add_argument("--device", metavar="NAME", help="which of wireguard.devices (default: the first)")
+    p.add_argument("--endpoint", metavar="HOST[:PORT]",
+                   help="the address devices reach this machine at (default: wireguard.endpoint)")
+    p.add_argument("--qr", action="store_true", help="also draw it as a QR code for the phone app's camera")
+    p.set_defaults(func=_cmd_wireguard_client)
 
     p = sub.add_parser("canon", help="print the canonical form and lookup expressions of URLs")
     p.add_argument("urls", nargs="+", metavar="URL")
@@ -158,9 +170,58 @@ def _cmd_run(args, passthrough: list[str]) -> int:
             listen = parse_listen(args.listen)
         except ValueError as exc:
             raise ConfigError(f"--listen: {exc}") from None
-    if args.mode:
+    wireguard = None
+    if args.mode and args.mode.partition("@")[0].partition(":")[0].lower() == "wireguard":
+        wireguard = _wireguard_mode(args.mode)
+    elif args.mode:
         passthrough = ["--mode", args.mode, *passthrough]
-    return run(args.config, args.lists, listen, passthrough)
+    return run(args.config, args.lists, listen, passthrough, wireguard=wireguard)
+
+
+def _wireguard_mode(text: str) -> tuple[str | None, int | None]:
+    """``wireguard[@[HOST:]PORT]`` -> (host or None, port or None)."""
+    from .errors import ConfigError
+
+    head, at, where = text.partition("@")
+    if ":" in head:
+        raise ConfigError("--mode wireguard: the key files are set by wireguard.keys_dir in the configuration, "
+                          f"not in the mode ({text!r})")
+    if not at:
+        return None, None
+    host, colon, port = where.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536 or (colon and not host.strip("[]")):
+        raise ConfigError(f"--mode: must be wireguard[@[HOST:]PORT], not {text!r}")
+    return (host.strip("[]") or None), int(port)
+
+
+def _cmd_wireguard_client(args, _passthrough) -> int:
+    from .config import parse_endpoint
+    from .errors import ConfigError
+    from .wireguard import client_config, devices, endpoint_for, endpoint_is_guessed, load_or_create_keys, qr_terminal
+
+    config = _load_config(args.config)
+    override = None
+    if args.endpoint:
+        try:
+            override = parse_endpoint(args.endpoint)
+        except ValueError as exc:
+            raise ConfigError(f"--endpoint: {exc}") from None
+    known = devices(config)
+    chosen = [d for d in known if d.name == (args.device or known[0].name)]
+    if not chosen:
+        raise ConfigError(f"--device: no device {args.device!r} in wireguard.devices "
+                          f"({', '.join(d.name for d in known)})")
+    device = chosen[0]
+    text = client_config(load_or_create_keys(device.keys_path), endpoint_for(config, device, override), device.name)
+    if args.qr:
+        print(qr_terminal(text))
+    print(text, end="")
+    if endpoint_is_guessed(config, device, override):
+        print("urlwarden: note: the endpoint is this machine's address on its default route; if devices reach it "
+              "at another address, set wireguard.endpoint or give --endpoint", file=sys.stderr)
+    if not config.wireguard.enabled:
+        print("urlwarden: note: wireguard.enabled is off: start the proxy with --mode wireguard", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_pac(args, _passthrough) -> int:

@@ -30,7 +30,7 @@ from .netutil import is_loopback
 
 __all__ = [
     "AccessConfig", "AdminConfig", "Config", "HttpsPolicy", "ListConfig", "LoggingConfig",
-    "default_config_path", "load_config", "parse_config",
+    "WireGuardConfig", "default_config_path", "load_config", "parse_config",
 ]
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
@@ -40,6 +40,9 @@ UNINSPECTED_CHOICES = ("refuse", "pass")
 MODE_CHOICES = ("splash", "notfound", "close")
 FORMAT_CHOICES = ("plain", "sha256", "csv")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+WIREGUARD_DEFAULT_PORT = 51820
+MAX_WIREGUARD_DEVICES = 32
+"""Each device has its own UDP port (listen port + its position); a home has a handful."""
 MAX_CONFIG_BYTES = 1 << 20
 """A configuration file larger than this is refused (it is a few hundred bytes in practice)."""
 
@@ -90,6 +93,28 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class WireGuardConfig:
+    """The WireGuard listener (mitmproxy's userspace WireGuard mode), for devices with no proxy setting.
+
+    Each device has its own key pair and UDP port (mitmproxy's WireGuard server serves one client
+    key): device i listens on ``listen`` port + i. `endpoint` is the address devices use to reach
+    it (``HOST`` or ``HOST:PORT`` of the first device); None: the listen host, unless it is a
+    wildcard. `name_servers` empty: the machine's own resolver answers the tunnel's DNS.
+    """
+
+    enabled: bool = False
+    listen: tuple[str, int] = ("0.0.0.0", WIREGUARD_DEFAULT_PORT)
+    endpoint: tuple[str, int | None] | None = None
+    devices: tuple[str, ...] = ("device",)
+    keys_dir: str | None = None  # None: <state_dir>/wireguard
+    name_servers: tuple[str, ...] = ()
+
+    def with_listen(self, host: str | None, port: int | None) -> WireGuardConfig:
+        """This configuration, enabled, listening on `host`/`port` where given (``--mode wireguard@...``)."""
+        return replace(self, enabled=True, listen=(host or self.listen[0], port or self.listen[1]))
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     client_addresses: bool = False  # when on, logged anonymised (IPv4 /24, IPv6 /48)
@@ -127,6 +152,7 @@ class Config:
     access: AccessConfig = field(default_factory=AccessConfig)
     state_dir: str = field(default_factory=lambda: default_state_dir())
     export: object = None  # export.ExportSettings (``urlwarden export``); None: the defaults
+    wireguard: WireGuardConfig = field(default_factory=WireGuardConfig)
 
     @property
     def feeds(self) -> tuple[FeedSpec, ...]:
@@ -233,7 +259,8 @@ class _Reader:
 
     def config(self, root: yaml.Node) -> Config:
         top = self.mapping(root, "config", ("listen", "on_error", "operator", "https", "lists", "allow",
-                                            "admin", "logging", "access", "state_dir", "export"))
+                                            "admin", "logging", "access", "state_dir", "export",
+                                            "wireguard"))
         values: dict[str, Any] = {}
         if "listen" in top:
             values["listen"] = self.listen(top["listen"])
@@ -253,6 +280,8 @@ class _Reader:
             values["logging"] = self.logging(top["logging"])
         if "access" in top:
             values["access"] = self.access(top["access"])
+        if "wireguard" in top:
+            values["wireguard"] = self.wireguard(top["wireguard"])
         values["lists"] = self.lists(top["lists"], "lists", block=True) if "lists" in top else ()
         values["allow"] = self.lists(top["allow"], "allow", block=False) if "allow" in top else ()
         seen: set[str] = set()
@@ -310,6 +339,53 @@ class _Reader:
         else:  # the proxy's own address, unless it listens on every address (then say which one)
             pac_proxy = default_pac_proxy(proxy_listen)
         return AdminConfig(listen=listen, token=token, pac_proxy=pac_proxy)
+
+    def wireguard(self, node: yaml.Node) -> WireGuardConfig:
+        fields = self.mapping(node, "wireguard", ("enabled", "listen", "endpoint", "devices", "keys_dir",
+                                                  "name_servers"))
+        values: dict[str, Any] = {}
+        if "enabled" in fields:
+            values["enabled"] = self.scalar(fields["enabled"], "wireguard.enabled", bool, expected="true or false")
+        if "listen" in fields:
+            values["listen"] = self.listen(fields["listen"], "wireguard.listen")
+        if "endpoint" in fields:
+            text = self.scalar(fields["endpoint"], "wireguard.endpoint", str, expected="HOST or HOST:PORT")
+            try:
+                values["endpoint"] = parse_endpoint(text)
+            except ValueError as exc:
+                self.fail(fields["endpoint"], "wireguard.endpoint", str(exc))
+        if "devices" in fields:
+            seq = fields["devices"]
+            if not isinstance(seq, yaml.SequenceNode) or not 0 < len(seq.value) <= MAX_WIREGUARD_DEVICES:
+                self.fail(seq, "wireguard.devices", f"must be a list of 1 to {MAX_WIREGUARD_DEVICES} device names")
+            names = [self.scalar(item, f"wireguard.devices[{i}]", str, _is_list_name,
+                                 "a name of letters, digits, '.', '_' or '-'") for i, item in enumerate(seq.value)]
+            if len(set(names)) != len(names):
+                self.fail(seq, "wireguard.devices", "a device name is used twice")
+            values["devices"] = tuple(names)
+        if "keys_dir" in fields:
+            folder = self.scalar(fields["keys_dir"], "wireguard.keys_dir", str, bool, "a folder path")
+            if "@" in folder:  # mitmproxy's --mode syntax takes '@' as the start of the listen address
+                self.fail(fields["keys_dir"], "wireguard.keys_dir", "must not contain '@'")
+            values["keys_dir"] = str(self.base_dir / folder)
+        if "name_servers" in fields:
+            seq = fields["name_servers"]
+            if not isinstance(seq, yaml.SequenceNode):
+                self.fail(seq, "wireguard.name_servers", "must be a list of IP addresses")
+            servers = []
+            for i, item in enumerate(seq.value):
+                text = self.scalar(item, f"wireguard.name_servers[{i}]", str, expected="an IP address")
+                try:
+                    servers.append(str(ipaddress.ip_address(text)))
+                except ValueError:
+                    self.fail(item, f"wireguard.name_servers[{i}]", f"not an IP address: {text!r}")
+            values["name_servers"] = tuple(servers)
+        wireguard = WireGuardConfig(**values)
+        last_port = wireguard.listen[1] + len(wireguard.devices) - 1
+        if last_port > 65535:
+            self.fail(node, "wireguard", f"{len(wireguard.devices)} devices from port {wireguard.listen[1]} "
+                                         f"need ports up to {last_port}, past 65535")
+        return wireguard
 
     def logging(self, node: yaml.Node) -> LoggingConfig:
         fields = self.mapping(node, "logging", ("level", "client_addresses"))
@@ -496,3 +572,24 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not host:
         raise ValueError(f"missing host in {text!r}")
     return host, int(port)
+
+
+def parse_endpoint(text: str) -> tuple[str, int | None]:
+    """``HOST``, ``HOST:PORT``, ``[v6]`` or ``[v6]:PORT`` -> (host, port or None); ValueError with the reason."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"must be HOST or HOST:PORT, not {text!r}")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, None  # a bare name, IPv4 or unbracketed IPv6 address
+    if not host or any(c.isspace() or c in "/@[]" for c in host):
+        raise ValueError(f"must be HOST or HOST:PORT, not {text!r}")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"port must be from 1 to 65535, not {port_text!r}")
+    return host, int(port_text)

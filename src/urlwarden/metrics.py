@@ -207,6 +207,7 @@ class Metrics:
         self._last_success: dict[str, float] = {}
         self._in_force: dict[str, str | None] = {}  # label -> checksum of the list in force
         self._today: dict[str, int] = {}
+        self._blocks_total = 0
         self._day, self._day_start, self._day_end = self._day_bounds(clock())
 
     # --- per event (cheap) ---------------------------------------------------------------------
@@ -234,6 +235,7 @@ class Metrics:
             if not self._day_start <= now < self._day_end:
                 self._roll_day(now)
             self._today[label] = self._today.get(label, 0) + 1
+            self._blocks_total += 1
 
     def count_allow_list_hit(self, list_name: str) -> None:
         """One request let through by an allow list entry: counts the request (decision
@@ -358,6 +360,11 @@ class Metrics:
             if not self._day_start <= now < self._day_end:
                 self._roll_day(now)
             return dict(self._today)
+
+    def blocks_since_start(self) -> int:
+        """Blocks (by every list) since this process started."""
+        with self._lock:
+            return self._blocks_total
 
     def today(self) -> _dt.date:
         """The date `blocks_today` counts for."""

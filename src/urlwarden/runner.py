@@ -26,8 +26,11 @@ from .engine import State
 
 
 def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, int] | None,
-        mitmproxy_args: Sequence[str]) -> int:
-    """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code."""
+        mitmproxy_args: Sequence[str], wireguard: tuple[str | None, int | None] | None = None) -> int:
+    """Start the proxy and serve until SIGINT/SIGTERM; returns the exit code.
+
+    `wireguard` (from ``--mode wireguard[@[HOST:]PORT]``) turns the WireGuard listeners on, with
+    the host and port given there in place of the configuration's; ``wireguard.enabled`` does too."""
     from . import logs
     from .inforce import Runtime, read_config
     from .offload import Offloader
@@ -48,10 +51,25 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
     ]
     for spec in list_specs:
         args += ["--set", f"urlwarden_lists={spec}"]
+    args += wireguard_mode_args(config, wireguard)
     args += list(mitmproxy_args)
     banner = describe_lists(runtime.current.state)
     _start_mitmproxy(runtime, banner, (host, port), args)
     return 0
+
+
+def wireguard_mode_args(config, override: tuple[str | None, int | None] | None) -> list[str]:
+    """``--mode`` arguments for the WireGuard listeners (one per device) and the regular proxy
+    beside them; none when WireGuard is off. Creates missing key files (0600) first."""
+    from .wireguard import mode_specs
+
+    wg = config.wireguard if override is None else config.wireguard.with_listen(*override)
+    if not wg.enabled:
+        return []
+    args = ["--mode", "regular"]  # the proxy on `listen` stays (browsers, the PAC file)
+    for spec in mode_specs(config, wg):
+        args += ["--mode", spec]
+    return args
 
 
 def _start_mitmproxy(runtime, banner: list[str], listen: tuple[str, int], args: list[str]) -> None:
@@ -60,12 +78,16 @@ def _start_mitmproxy(runtime, banner: list[str], listen: tuple[str, int], args: 
     from mitmproxy.tools.dump import DumpMaster
 
     from .addon import UrlWarden
+    from .addon_tunnel import TunnelGuard, put_before
 
     class UrlwardenMaster(DumpMaster):
         def __init__(self, options):
             super().__init__(options, with_termlog=True, with_dumper=False)
+            guard = TunnelGuard()
             # (the runtime, not a snapshot: what it holds is replaced and released on reloads)
-            self.addons.add(UrlWarden(runtime, listen=listen), Banner(banner))
+            self.addons.add(UrlWarden(runtime, listen=listen), guard, Banner(banner))
+            # The canary answer must come before mitmproxy's resolver asks the network for it.
+            put_before(self.addons, guard, "dnsresolver")
 
     main.run(UrlwardenMaster, cmdline.mitmdump, args)
 
@@ -85,6 +107,9 @@ class Banner:
         lines += [f"urlwarden: {line}" for line in self.lists]
         lines.append(f"urlwarden: CA certificate: {os.path.join(confdir, 'mitmproxy-ca-cert.pem')} "
                      f"(clients install it from http://mitm.it through the proxy; see docs/home.md)")
+        if any(mode.startswith("wireguard") for mode in ctx.options.mode):
+            lines.append("urlwarden: WireGuard devices: scan their QR codes on the admin home page, or print them "
+                         "with `urlwarden wireguard-client --qr` (see docs/home.md)")
         # stderr: stdout carries the JSON log lines, which log shippers parse one by one
         print("\n".join(lines), file=sys.stderr, flush=True)
         # Its work is done: leave the addon chain, which mitmproxy walks for every event of every
