@@ -21,7 +21,8 @@ Where each decision is taken, so that a blocked host is never contacted:
   configuration and lists (built in a child process, `urlwarden.offload`; a bad new
   configuration is rejected whole). It also shortens the GIL switch interval, so that a
   background thread never keeps the event loop waiting for more than half a millisecond. The
-  admin listener starts with the configuration, so a port in use stops start-up with its reason.
+  admin listener takes its port with the configuration, so a port in use stops start-up with
+  its reason, but accepts connections only from ``running`` on, once start-up has succeeded.
 
 Every hook is guarded: an internal error applies the configured ``on_error`` (default block),
 is counted, and is logged once per kind.
@@ -41,7 +42,7 @@ from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import blockpage, logs, sdnotify
+from . import blockpage, logs, sdnotify, summary
 from .admin import AdminServer
 from .config import AdminConfig, default_config_path, load_config
 from .engine import (
@@ -109,6 +110,7 @@ class UrlWarden:
         self._missing_required: tuple[str, ...] = ()
         # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
         self._offloader = Offloader()
+        self._lists_updated_at: float | None = None  # when the lists in force were swapped in (STATUS=)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -202,6 +204,7 @@ class UrlWarden:
         """Make `state` the one in force, and bring everything that follows from it in line."""
         self.state = state  # the one assignment that swaps the new lists in
         self._loaded_from = loaded_from
+        self._lists_updated_at = time.time()
         if feeds is not self.feeds:
             old, self.feeds, self._feeds_key = self.feeds, feeds, feeds_key
             if self._running:
@@ -242,6 +245,13 @@ class UrlWarden:
     def running(self) -> None:
         self._running = True
         shorten_gil_switch_interval()
+        if self._admin is not None:
+            try:
+                self._admin.start()
+                log.info("admin listener on %s", self._admin.url)
+            except UrlwardenError as exc:  # (its port was bound at start-up: this is rare)
+                log.error("admin listener not started: %s; the proxy goes on without it", exc)
+                self._admin = None
         self._restart_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
         try:
@@ -249,6 +259,15 @@ class UrlWarden:
         except (NotImplementedError, RuntimeError):  # no signals on this platform or loop
             pass
         sdnotify.ready()
+        self._notify_status()
+
+    def _notify_status(self) -> None:
+        """systemd's one-line ``STATUS=`` (lists, entries, last update), as ``systemctl status`` shows it."""
+        state, feeds = self.state, self.feeds
+        if state is None:
+            return
+        sdnotify.status(summary.service_status(state.snapshot.stats.lists, feeds.statuses() if feeds else (),
+                                               self._lists_updated_at, self._missing_required))
 
     def done(self) -> None:
         sdnotify.stopping()
@@ -290,8 +309,10 @@ class UrlWarden:
             return
         if self.state is state and self.feeds is manager:  # nothing was reloaded meanwhile
             self.state = new_state
+            self._lists_updated_at = time.time()
             self._missing_required = tuple(manager.unavailable_required())
             settle_garbage_collector()
+            self._notify_status()
 
     def _restart_admin(self, admin: AdminConfig) -> None:
         if self._admin is not None and admin == self._admin_config:
@@ -304,9 +325,14 @@ class UrlWarden:
             return
         server = AdminServer(admin.listen[0], admin.listen[1], admin.token, self.metrics,
                              self.status, self.readiness, pac_proxy=admin.pac_proxy)
-        server.start()  # a ConfigError here (port in use) aborts startup, or fails the reload
+        # A ConfigError here (port in use) aborts start-up, or fails the reload. Before `running`
+        # the port is only taken: nothing is accepted until start-up has succeeded.
+        if self._running:
+            server.start()
+            log.info("admin listener on %s", server.url)
+        else:
+            server.bind()
         self._admin = server
-        log.info("admin listener on %s", server.url)
 
     def _on_sighup(self) -> None:
         if self._reload_task is not None and not self._reload_task.done():
@@ -328,6 +354,7 @@ class UrlWarden:
             if self._feed_loop is not None:
                 self._feed_loop.refresh_all_now()  # SIGHUP also refreshes every feed now
             sdnotify.ready()
+            self._notify_status()
             if not self._reload_again:
                 return
 
@@ -592,4 +619,8 @@ def describe_version(version) -> str | None:
 def describe(state: State) -> str:
     """One line for logs and the console: what is loaded (never list contents)."""
     parts = [f"{ls.action} list {ls.name}: {ls.entries} entries ({ls.format})" for ls in state.snapshot.stats.lists]
-    return "; ".join(parts) if parts else "no lists loaded: nothing will be blocked"
+    if parts:
+        return "; ".join(parts)
+    if state.config.feeds:  # (a required one missing is logged as a warning of its own)
+        return f"no lists loaded yet (feeds: {', '.join(spec.name for spec in state.config.feeds)})"
+    return "no lists loaded: nothing will be blocked"
