@@ -5,7 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test bench bench-proxy clean
+.PHONY: run test bench bench-proxy clean install uninstall
+
+# `sudo make install`: urlwarden as a system service (docs/home.md, scripts/install). INSTALL_PYTHON
+# is the interpreter of the service's virtualenv: the system's own, not the one building .venv.
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_PYTHON ?= /usr/bin/python3
+PURGE ?= 0
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +41,13 @@ bench-proxy: $(STAMP)
 	$(BIN)/python benchmarks/bench_reload_stall.py --feed
 	$(BIN)/python benchmarks/bench_instructions.py
 	$(BIN)/python benchmarks/bench_squid.py
+
+install:
+	PYTHON='$(INSTALL_PYTHON)' PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' scripts/install
+
+# Keeps /etc/urlwarden and /var/lib/urlwarden (the CA devices trust); PURGE=1 removes them too.
+uninstall:
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' PURGE='$(PURGE)' scripts/uninstall
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

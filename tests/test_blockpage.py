@@ -126,7 +126,7 @@ BY_KIND = {
 
 CONTENT_TYPES = {
     "document": "text/html; charset=utf-8",
-    "image": "image/gif",
+    "image": "image/svg+xml",
     "script": "text/javascript; charset=utf-8",
     "style": "text/css; charset=utf-8",
     "data": "application/json",
@@ -445,7 +445,7 @@ def test_list_policy_rejects(kwargs, message):
     [
         (ListPolicy(), "document", 451, "text/html; charset=utf-8"),
         (ListPolicy(status=403), "document", 403, "text/html; charset=utf-8"),
-        (ListPolicy(status=400), "image", 400, "image/gif"),
+        (ListPolicy(status=400), "image", 400, "image/svg+xml"),
         (ListPolicy(status=599), "data", 599, "application/json"),
         (ListPolicy(status=410, reason="Gone."), "script", 410, "text/javascript; charset=utf-8"),
         (ListPolicy(mode="notfound"), "document", 404, "text/plain; charset=utf-8"),
@@ -499,7 +499,7 @@ def test_splash_headers(kind):
     ):
         assert directive in csp
     assert "script-src" not in csp
-    assert header(response, "Content-Language") == ("fr" if kind == "document" else None)
+    assert header(response, "Content-Language") == ("fr" if kind in ("document", "image") else None)
 
 
 @pytest.mark.parametrize(
@@ -676,7 +676,7 @@ def test_no_url_beyond_configured_links(kind, language):
     response = call(kind, accept_language=language, list_name="iwf-2024", entry_id="000123")
     text = response.body.decode("latin-1")
     urlish = re.findall(r"[a-z][a-z0-9+.-]*://[^\s\"'<>]*|www\.[^\s\"'<>]*", text, re.IGNORECASE)
-    assert set(urlish) <= {APPEAL.replace("&", "&amp;"), HELP}
+    assert set(urlish) <= {APPEAL.replace("&", "&amp;"), HELP, SVG_NAMESPACE}
     assert OPERATOR not in text  # the operator URL only goes in the Link header
     if kind == "document":
         assert sorted(Markup(text).hrefs) == sorted([APPEAL, HELP])
@@ -723,8 +723,52 @@ def gif_blocks(data: bytes) -> dict:
             raise AssertionError(f"unexpected block 0x{introducer:02x} at {position}")
 
 
-@pytest.mark.parametrize("request_headers", [CHROME_IMG, FIREFOX_IMG, SAFARI15_IMG])
-def test_image_is_a_valid_transparent_gif(request_headers):
+SVG_NAMESPACE = "http://www.w3.org/2000/svg"
+SVG_SHAPES = {"svg", "rect", "circle", "line", "text"}
+
+
+def svg_elements(body: bytes) -> list:
+    """The placeholder's elements; asserts it is well-formed SVG with no script, link or handler."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(body)
+    elements = list(root.iter())
+    for element in elements:
+        assert element.tag.startswith("{%s}" % SVG_NAMESPACE) and element.tag.split("}")[1] in SVG_SHAPES
+        assert not any(name.lower().startswith("on") or "href" in name for name in element.attrib)
+    return elements
+
+
+@pytest.mark.parametrize(
+    ("request_headers", "language", "text"),
+    [(CHROME_IMG, "de", "Bild gesperrt"), (FIREFOX_IMG, "fr-CH", "Image bloquée"), (SAFARI15_IMG, None, "Image blocked")],
+)
+def test_image_is_a_visible_placeholder_in_the_page_language(request_headers, language, text):
+    response = call(request_headers, accept_language=language)
+    assert header(response, "Content-Type") == "image/svg+xml"
+    elements = svg_elements(response.body)
+    root = elements[0]
+    assert (root.get("width"), root.get("height")) == (str(blockpage.IMAGE_WIDTH), str(blockpage.IMAGE_HEIGHT))
+    assert root.get("aria-label") == text
+    assert [e.text for e in elements if e.tag.endswith("text")] == [text, "Example Library"]
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("A" * 24, "A" * 24),
+    ("A" * 25, "A" * 23 + "\u2026"),
+    ("<b>&amp;</b>", "<b>&amp;</b>"),
+])
+def test_image_placeholder_shows_the_operator_name_cut_to_fit(name, shown):
+    response = call("image", page=PageSettings(operator_name=name))
+    assert [e.text for e in svg_elements(response.body) if e.tag.endswith("text")][1] == shown
+
+
+# an image client that lists only bitmap types (no SVG, no wildcard): the invisible GIF
+BITMAP_ONLY_IMG = ("image/png,image/jpeg", "image", "no-cors", None)
+
+
+@pytest.mark.parametrize("request_headers", [BITMAP_ONLY_IMG, ("image/webp", None, None, None)])
+def test_image_is_a_valid_transparent_gif_for_clients_without_svg(request_headers):
     response = call(request_headers)
     assert header(response, "Content-Type") == "image/gif"
     assert response.body.startswith(b"GIF89a")
@@ -823,7 +867,9 @@ def hostile_call(kind, field, value):
 def test_hostile_values_never_break_out(kind, field, value):
     response = hostile_call(kind, field, value)
     if kind == "image":
-        assert response.body == call("image").body
+        if field != "operator_name":
+            assert response.body == call("image").body
+        svg_elements(response.body)  # well-formed, nothing but the placeholder's shapes and text
         return
     body = response.body.decode("utf-8")
     lowered = body.lower()
@@ -1066,5 +1112,72 @@ def test_property_render_never_raises_for_valid_policies(
         assert json.loads(response.body)["operator"] == visible(strings["operator_name"])
     elif content_type == "image/gif":
         assert gif_blocks(response.body)["transparent"]
+    elif content_type == "image/svg+xml":
+        svg_elements(response.body)
     else:
         assert response.body in (b"", b"Not Found\n")
+
+
+# --- operator texts per language, the operator's own template -------------------------------------
+
+
+LOCALIZED_REASON = blockpage.Localized.of({"en": "Listed by the hotline.", "de": "Von der Meldestelle gelistet."})
+
+
+@pytest.mark.parametrize(("accept_language", "shown"), [
+    ("de-DE,de;q=0.9", "Von der Meldestelle gelistet."),
+    ("en", "Listed by the hotline."),
+    ("fr", "Listed by the hotline."),  # no French text: the default language's
+])
+def test_localized_reason_and_help_text(accept_language, shown):
+    page = PageSettings(help_text=blockpage.Localized.of({"en": "Help in English.", "de": "Hilfe auf Deutsch."}))
+    body = call("document", policy=ListPolicy(reason=LOCALIZED_REASON), page=page,
+                accept_language=accept_language).body.decode()
+    assert shown in body
+    assert ("Hilfe auf Deutsch." if shown.startswith("Von") else "Help in English.") in body
+
+
+@pytest.mark.parametrize(("texts", "message"), [
+    ({"de": "Nur Deutsch."}, "default language 'en' is missing"),
+    ({"en": "x", "xx": "y"}, "unknown language 'xx'"),
+    ({"en": " "}, "en: must be non-blank text"),
+])
+def test_localized_rules(texts, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        blockpage.Localized.of(texts)
+
+
+def test_operator_template_is_rendered_with_autoescaping(tmp_path):
+    from urlwarden.blocktemplate import load_template
+
+    path = tmp_path / "block.html"
+    path.write_text("<title>{{ operator_name }}</title><p lang=\"{{ language }}\">{{ reason or default_reason }}</p>"
+                    "<p>{{ reference }}</p>{% if appeal_url %}<a href=\"{{ appeal_url }}\">appeal</a>{% endif %}\n")
+    page = PageSettings(operator_name="<script>x</script>", appeal_url=APPEAL, template=load_template(path))
+    response = call("document", page=page, policy=ListPolicy(reason=LOCALIZED_REASON), accept_language="de")
+    assert header(response, "Content-Type") == "text/html; charset=utf-8"
+    assert header(response, "Content-Language") == "de"
+    assert response.body.decode() == (
+        "<title>&lt;script&gt;x&lt;/script&gt;</title><p lang=\"de\">Von der Meldestelle gelistet.</p>"
+        f"<p>iwf:4711</p><a href=\"{APPEAL.replace('&', '&amp;')}\">appeal</a>\n")
+    # other kinds are not the template's business
+    assert header(call("image", page=page), "Content-Type") == "image/svg+xml"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("<p>\n{{ reason }\n", ":2: unexpected '}'"),
+    ("<p>\n\n{{ reasn }}\n", ":3: 'reasn' is undefined"),
+    ("{{ operator_name.__class__.__mro__ }}", ":1: access to attribute '__class__'"),
+    (None, ": cannot read the block page template"),
+])
+def test_operator_template_errors_name_the_file_and_line(tmp_path, text, message):
+    from urlwarden.blocktemplate import load_template
+    from urlwarden.errors import ConfigError
+
+    path = tmp_path / "block.html"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_template(path)
+    assert str(caught.value).startswith(f"{path}{message}"), str(caught.value)
+    assert "\n" not in str(caught.value)

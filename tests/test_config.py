@@ -209,3 +209,40 @@ lists:
     (feed,) = parse_config(text.replace("      options:", "      refresh: 5m\n      options:"), "cfg.yaml",
                            tmp_path).feeds
     assert feed.interval == 300.0
+def test_texts_per_language_and_operator_template(tmp_path):
+    from urlwarden.blockpage import Localized
+    from urlwarden.blocktemplate import OperatorTemplate
+
+    (tmp_path / "block.html").write_text("<p>{{ reason or default_reason }}</p>\n")
+    config = parse_config("""
+operator:
+  help_text: {en: Help is available., de: Es gibt Hilfe.}
+  template: block.html
+lists:
+  - path: a.txt
+    reason:
+      en: Listed.
+      fr: Listée.
+""", "cfg.yaml", tmp_path)
+    assert config.page.help_text == Localized((("en", "Help is available."), ("de", "Es gibt Hilfe.")))
+    assert config.lists[0].policy.reason.get("fr") == "Listée."
+    assert config.lists[0].policy.reason.get("de") == "Listed."
+    assert isinstance(config.page.template, OperatorTemplate)
+    assert config.page.template.path == str(tmp_path / "block.html")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("lists:\n  - path: a.txt\n    reason: {de: Gelistet.}\n",
+     "cfg.yaml:3: lists[0].reason: give the default language 'en' too"),
+    ("lists:\n  - path: a.txt\n    reason: {en: x, es: y}\n", "cfg.yaml:3: lists[0].reason: unknown key 'es'"),
+    ("lists:\n  - path: a.txt\n    reason: {en: ''}\n", "cfg.yaml:3: lists[0].reason.en: must be non-empty text"),
+    ("operator:\n  help_text: [a]\n", "cfg.yaml:2: operator.help_text: must be non-empty text or {en: ..., de: ...}"),
+    ("operator:\n  template: missing.html\n", "cfg.yaml:2: operator.template: {dir}/missing.html: cannot read"),
+    ("operator:\n  template: broken.html\n", "cfg.yaml:2: operator.template: {dir}/broken.html:2: unexpected '}'"),
+])
+def test_texts_and_template_errors(tmp_path, text, message):
+    (tmp_path / "broken.html").write_text("<p>\n{{ reason }\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "cfg.yaml", tmp_path)
+    assert str(info.value).startswith(message.replace("{dir}", str(tmp_path))), str(info.value)
+    assert "\n" not in str(info.value)

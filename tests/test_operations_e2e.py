@@ -166,10 +166,12 @@ def test_systemd_notifications_on_start_and_reload(tmp_path):
     try:
         with start(tmp_path, config, env={"NOTIFY_SOCKET": str(notify_path)}) as proxy:
             assert sock.recv(4096) == b"READY=1"
+            assert sock.recv(4096).startswith(b"STATUS=1 block list, 2 entries; last update ")
             proxy.send_signal(signal.SIGHUP)
             reloading = sock.recv(4096).decode()
             assert reloading.startswith("RELOADING=1\nMONOTONIC_USEC=")
             assert sock.recv(4096) == b"READY=1"
+            assert sock.recv(4096).startswith(b"STATUS=1 block list, 2 entries; last update ")
         assert sock.recv(4096) == b"STOPPING=1"
     finally:
         sock.close()

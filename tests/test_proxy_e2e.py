@@ -246,7 +246,7 @@ def test_block_page_content_and_headers(proxy, fresh_origin):
 @pytest.mark.parametrize(
     ("headers", "content_type"),
     [
-        (["Accept: image/avif,image/webp,*/*", "Sec-Fetch-Dest: image"], "image/gif"),
+        (["Accept: image/avif,image/webp,*/*", "Sec-Fetch-Dest: image"], "image/svg+xml"),
         (["Accept: */*", "Sec-Fetch-Dest: script"], "text/javascript"),
         (["Accept: application/json", "Sec-Fetch-Dest: empty", "Sec-Fetch-Mode: cors"], "application/json"),
         (["Accept: text/css,*/*;q=0.1", "Sec-Fetch-Dest: style"], "text/css"),

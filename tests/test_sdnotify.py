@@ -120,7 +120,7 @@ SYSTEM_SERVICE = {
     "ExecStart": "/usr/local/bin/urlwarden run --config /etc/urlwarden/urlwarden.yaml",
     "ExecReload": "/bin/kill -HUP $MAINPID",
     "Restart": "on-failure",
-    "DynamicUser": "yes",
+    "User": "urlwarden",  # the system user `make install` creates
     "StateDirectory": "urlwarden",
     "ProtectSystem": "strict",
     "ProtectHome": "yes",
@@ -150,7 +150,7 @@ def test_system_unit_sections():
 USER_SERVICE = {
     "Type": "notify",
     "NotifyAccess": "main",
-    "ExecStart": "%h/.local/bin/urlwarden run --config %E/urlwarden/urlwarden.yaml",
+    "ExecStart": "/usr/local/bin/urlwarden run --config %E/urlwarden/urlwarden.yaml",
     "ExecReload": "/bin/kill -HUP $MAINPID",
     "Restart": "on-failure",
     "NoNewPrivileges": "yes",

@@ -420,7 +420,7 @@ HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 @pytest.mark.parametrize(("target", "headers", "status", "content_type"), [
     ("/blocked?ref=block:L-1", HTML, 451, "text/html; charset=utf-8"),
     ("/blocked?ref=block%3AL-1", HTML, 451, "text/html; charset=utf-8"),
-    ("/blocked?ref=block:L-1", {"sec-fetch-dest": "image"}, 451, "image/gif"),
+    ("/blocked?ref=block:L-1", {"sec-fetch-dest": "image"}, 451, "image/svg+xml"),
     ("/blocked?ref=block:L-1", {"accept": "application/json", "sec-fetch-dest": "empty"}, 451, "application/json"),
     ("/blocked?ref=plain:0123456789ab", HTML, 403, "text/html; charset=utf-8"),  # the list's status
     ("/blocked?ref=quiet:1", HTML, 404, "text/plain; charset=utf-8"),  # mode notfound
@@ -592,7 +592,7 @@ def test_squid_blocks_with_the_block_page_and_never_contacts_the_origin(squid_st
     assert "Squid Test Operator" in page.text and "block:L-1" in page.text
     assert page.header("content-language") == "de"
     image = curl("-L", "-H", "Sec-Fetch-Dest: image", fresh_origin.url("paths.test", "/%66older/a.jpg"), proxy=port)
-    assert (image.status, image.header("content-type")) == (451, "image/gif")
+    assert (image.status, image.header("content-type")) == (451, "image/svg+xml")
     assert [status for status, _ in image.blocks] == [302, 451]
 
     fresh_origin.wait_idle()

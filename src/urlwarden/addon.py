@@ -43,7 +43,8 @@ decision reads the runtime's value in force once and uses it throughout.
   `urlwarden.offload`, off the event loop; a bad new configuration is rejected whole), then
   refreshes every feed. It also shortens the GIL switch interval, so that a
   background thread never keeps the event loop waiting for more than half a millisecond. The
-  admin listener starts with the configuration, so a port in use stops start-up with its reason.
+  admin listener takes its port with the configuration, so a port in use stops start-up with
+  its reason, but accepts connections only from ``running`` on, once start-up has succeeded.
 
 Every hook is guarded: an internal error applies the configured ``on_error`` (default block),
 is counted, and is logged once per kind.
@@ -63,7 +64,7 @@ from mitmproxy.connection import Client, Server
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import __version__, blockpage, logs, sdnotify
+from . import __version__, blockpage, logs, sdnotify, summary
 from .addon_tunnel import is_tunnel_client, listeners, tunnel_options, wireguard_devices
 from .admin import AdminServer
 from .config import AdminConfig, Config
@@ -141,6 +142,9 @@ class UrlWarden:
         self._feed_loop: FeedLoop | None = None
         self._feed_task: asyncio.Task | None = None
         self._configured: Config | None = None  # the configuration `_follow_config` last applied
+        self._lists_updated_at: float | None = None  # when the lists in force were swapped in (STATUS=)
+        self._status_generation: int | None = None  # the generation the last STATUS= described
+        self._status_sent: str | None = None
         # mitmproxy calls these after this addon for every event (see urlwarden.streaming)
         self.addons = [BodyStreaming()]
 
@@ -274,6 +278,13 @@ class UrlWarden:
         self._running = True
         self._note_listeners()
         shorten_gil_switch_interval()
+        if self._admin is not None:
+            try:
+                self._admin.start()
+                log.info("admin listener on %s", self._admin.url)
+            except UrlwardenError as exc:  # (its port was bound at start-up: this is rare)
+                log.error("admin listener not started: %s; the proxy goes on without it", exc)
+                self._admin = None
         self._start_feed_loop()
         # mitmdump exits on SIGHUP by default; here it reloads the configuration and lists.
         try:
@@ -281,12 +292,29 @@ class UrlWarden:
         except (NotImplementedError, RuntimeError):  # no signals on this platform or loop
             pass
         sdnotify.ready()
+        self._notify_status()
+
+    def _notify_status(self) -> None:
+        """systemd's one-line ``STATUS=`` (lists, entries, last update), as ``systemctl status`` shows
+        it; sent when it changes (after start, each reload and each feed update)."""
+        current = self.runtime.current
+        if current is None:
+            return
+        if current.generation != self._status_generation:
+            self._status_generation = current.generation
+            self._lists_updated_at = time.time()
+        feeds = current.feeds
+        line = summary.service_status(current.state.snapshot.stats.lists, feeds.statuses() if feeds else (),
+                                      self._lists_updated_at, current.missing_required)
+        if line != self._status_sent:
+            self._status_sent = line
+            sdnotify.status(line)
 
     def _start_feed_loop(self) -> None:
         """One feed loop for the life of the proxy, from the first configuration with feeds on
         (it follows the runtime's feeds across reloads)."""
         if self._feed_task is None and self.runtime.feeds is not None:
-            self._feed_loop = FeedLoop(self.runtime)
+            self._feed_loop = FeedLoop(self.runtime, after_round=self._notify_status)
             self._feed_task = asyncio.get_running_loop().create_task(self._feed_loop.run())
 
     def done(self) -> None:
@@ -317,9 +345,14 @@ class UrlWarden:
         server = AdminServer(admin.listen[0], admin.listen[1], admin.token, self.metrics,
                              self.status, self.readiness, pac_proxy=admin.pac_proxy,
                              home_provider=self.home, ca_cert_path=ca_cert)
-        server.start()  # a ConfigError here (port in use) aborts startup, or fails the reload
+        # A ConfigError here (port in use) aborts start-up, or fails the reload. Before `running`
+        # the port is only taken: nothing is accepted until start-up has succeeded.
+        if self._running:
+            server.start()
+            log.info("admin listener on %s", server.url)
+        else:
+            server.bind()
         self._admin = server
-        log.info("admin listener on %s", server.url)
 
     def _on_sighup(self) -> None:
         if self._reload_task is not None and not self._reload_task.done():
@@ -344,6 +377,7 @@ class UrlWarden:
             if self._feed_loop is not None:
                 self._feed_loop.refresh_all_now()  # SIGHUP also refreshes every feed now
             sdnotify.ready()
+            self._notify_status()
             if not self._reload_again:
                 return
 

@@ -464,10 +464,20 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     log_name = "urlwarden"
 
-    def __init__(self, address: tuple[str, int], family: int, handler: type, max_connections: int):
+    def __init__(self, address: tuple[str, int], family: int, handler: type, max_connections: int,
+                 activate: bool = True):
+        """Binds `address`; with `activate` False it does not listen yet (call server_activate):
+        the port is held, but no connection is accepted, not even into the kernel's backlog."""
         self.address_family = family
         self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, handler)
+        super().__init__(address, handler, bind_and_activate=False)
+        try:
+            self.server_bind()
+            if activate:
+                self.server_activate()
+        except BaseException:
+            self.server_close()
+            raise
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would look the host name up (socket.getfqdn): not needed.
@@ -499,9 +509,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 class _Server(BoundedHTTPServer):
     log_name = "urlwarden: admin listener"
 
-    def __init__(self, address: tuple[str, int], family: int, admin: AdminServer):
+    def __init__(self, address: tuple[str, int], family: int, admin: AdminServer, activate: bool = True):
         self.admin = admin
-        super().__init__(address, family, _Handler, MAX_CONNECTIONS)
+        super().__init__(address, family, _Handler, MAX_CONNECTIONS, activate)
 
 
 def _local_host_header(value: str | None) -> bool:
@@ -561,15 +571,30 @@ class AdminServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Bind and serve in a daemon thread. Raises `ConfigError` when the address cannot be
-        bound (in use, not local, ...)."""
+    def bind(self) -> None:
+        """Take the address without accepting connections yet (`start` does). Raises
+        `ConfigError` when the address cannot be bound (in use, not local, ...)."""
         if self._server is not None:
             return
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            server = _Server((self.host, self.requested_port), family, self)
+            self._server = _Server((self.host, self.requested_port), family, self, activate=False)
         except OSError as exc:
+            raise ConfigError(
+                f"admin listener {self.host}:{self.requested_port}: cannot listen: {exc.strerror or exc}"
+            ) from None
+
+    def start(self) -> None:
+        """Bind (unless `bind` did) and serve in a daemon thread; raises `ConfigError` like `bind`."""
+        if self._thread is not None:
+            return
+        self.bind()
+        server = self._server
+        try:
+            server.server_activate()
+        except OSError as exc:
+            self._server = None
+            server.server_close()
             raise ConfigError(
                 f"admin listener {self.host}:{self.requested_port}: cannot listen: {exc.strerror or exc}"
             ) from None
@@ -577,7 +602,7 @@ class AdminServer:
             target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
             name="urlwarden-admin", daemon=True,
         )
-        self._server, self._thread = server, thread
+        self._thread = thread
         thread.start()
 
     def stop(self) -> None:
@@ -586,7 +611,8 @@ class AdminServer:
         if server is None:
             return
         self._server = self._thread = None
-        server.shutdown()
+        if thread is not None:  # (serve_forever runs only once started; shutdown waits for it)
+            server.shutdown()
         server.server_close()
         if thread is not None:
             thread.join(STOP_TIMEOUT)

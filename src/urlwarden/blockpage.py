@@ -17,8 +17,11 @@ Modes (``ListPolicy.mode``):
   asked for, see `request_kind`:
 
   =========  ==========================================================================
-  document   the HTML block page, in the language `choose_language` picks
-  image      a 1x1 transparent GIF (never an HTML page inside an ``<img>``)
+  document   the HTML block page, in the language `choose_language` picks (or the operator's
+             own template, `PageSettings.template`)
+  image      a visible 160x120 SVG placeholder saying, in that language, that the image was
+             blocked (`IMAGE_WIDTH`); a client whose Accept header takes images but not SVG
+             gets a 1x1 transparent GIF (never an HTML page inside an ``<img>``)
   script     ``/* blocked by <operator> */`` as text/javascript
   style      the same comment as text/css
   data       ``{"blocked": true, "list": ..., "reference": ..., "operator": ...}``
@@ -42,6 +45,8 @@ Escaping, per body kind (every value, including the operator's own settings):
 * JavaScript and CSS: the operator name inside a one-line ``/* */`` comment, with every ``*/``
   broken up and ``<`` ``>`` replaced (`_comment`).
 * JSON: ``json.dumps`` (ASCII only), with ``<``, ``>`` and ``&`` as ``\\u`` escapes as well.
+* SVG: the operator name, XML-escaped (``html.escape``) and cut to `IMAGE_NAME_CHARS`.
+* The operator's own template: Jinja2 with autoescaping on, in a sandbox (`blocktemplate`).
 * Control characters (C0/C1 except tab, LF, CR) and lone surrogates are removed from every value
   first; they have no business on a page and would make the UTF-8 body unencodable.
 
@@ -52,6 +57,10 @@ import, and checked: a missing file, fragment or placeholder, an unknown placeho
 ``$`` raises ``RuntimeError`` naming the file, so a broken installation fails when the addon
 loads instead of serving a half-empty page.
 
+Operator texts per language: `ListPolicy.reason` and `PageSettings.help_text` are plain text
+or a `Localized` (``{"en": ..., "de": ...}``), shown in the page's language and else in
+`DEFAULT_LANGUAGE`, which a `Localized` must have.
+
 Worked example (``page=PageSettings(operator_name="Example Library")``, policy defaults)::
 
     render(list_name="iwf", entry_id="4711", policy=ListPolicy(), page=page,
@@ -59,8 +68,8 @@ Worked example (``page=PageSettings(operator_name="Example Library")``, policy d
     -> BlockResponse(
            status=451,
            headers=(("Link", '<https://urlwarden.example/about>; rel="blocked-by"'),
-                    ("Cache-Control", "no-store"), ..., ("Content-Type", "image/gif")),
-           body=b"GIF89a\\x01\\x00\\x01\\x00...",  # 43 bytes
+                    ("Cache-Control", "no-store"), ..., ("Content-Type", "image/svg+xml")),
+           body=b'<svg xmlns="http://www.w3.org/2000/svg" width="160" height="120" ...',
        )
 
 Only ``ValueError`` is raised (invalid `ListPolicy`, mode ``"close"``, a `choose_language` default
@@ -83,6 +92,9 @@ from urllib.parse import urlsplit
 __all__ = [
     "DEFAULT_LANGUAGE",
     "DEFAULT_REASON",
+    "IMAGE_HEIGHT",
+    "IMAGE_NAME_CHARS",
+    "IMAGE_WIDTH",
     "KINDS",
     "LANGUAGES",
     "MAX_HEADER_CHARS",
@@ -91,9 +103,11 @@ __all__ = [
     "MODES",
     "BlockResponse",
     "ListPolicy",
+    "Localized",
     "PageSettings",
     "choose_language",
     "http_url",
+    "localized",
     "reference",
     "render",
     "request_kind",
@@ -151,6 +165,7 @@ _JAVASCRIPT = "text/javascript; charset=utf-8"
 _CSS = "text/css; charset=utf-8"
 _JSON = "application/json"
 _GIF = "image/gif"
+_SVG = "image/svg+xml"
 
 _CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -170,8 +185,70 @@ _TRANSPARENT_GIF = (
 
 _NOT_FOUND_BODY = b"Not Found\n"
 
+IMAGE_WIDTH, IMAGE_HEIGHT = 160, 120
+"""The placeholder's size: a thumbnail's. An <img> with its own width and height scales it."""
+
+IMAGE_NAME_CHARS = 24
+"""The operator name on the placeholder is cut to this many characters (it must fit the width)."""
+
+_IMAGE_TEXT: Mapping[str, str] = MappingProxyType({"en": "Image blocked", "de": "Bild gesperrt",
+                                                   "fr": "Image bloquée"})
+
+# Grey box, a red "no entry" sign, the text and the operator's name; no script, no external
+# reference (the CSP forbids both anyway), light enough to read in dark mode too.
+_SVG_TEMPLATE = Template(
+    '<svg xmlns="http://www.w3.org/2000/svg" width="$width" height="$height" viewBox="0 0 160 120" '
+    'role="img" aria-label="$text">'
+    '<rect x="1" y="1" width="158" height="118" rx="6" fill="#f1f1f4" stroke="#8f8f9d" stroke-width="2"/>'
+    '<circle cx="80" cy="44" r="18" fill="none" stroke="#c5221f" stroke-width="5"/>'
+    '<line x1="67.3" y1="56.7" x2="92.7" y2="31.3" stroke="#c5221f" stroke-width="5"/>'
+    '<text x="80" y="86" font-family="sans-serif" font-size="15" font-weight="bold" text-anchor="middle" '
+    'fill="#202124">$text</text>'
+    '<text x="80" y="104" font-family="sans-serif" font-size="11" text-anchor="middle" '
+    'fill="#3c4043">$operator</text>'
+    "</svg>\n"
+)
+
 
 # --- values -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Localized:
+    """An operator's text in several languages: ``Localized.of({"en": ..., "de": ...})``.
+
+    `texts` holds (language, text) pairs, languages from `LANGUAGES`; `DEFAULT_LANGUAGE` must be
+    among them (it is the fallback). Every text must be non-blank.
+    """
+
+    texts: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        languages = [language for language, _ in self.texts]
+        unknown = sorted(set(languages) - set(LANGUAGES))
+        if unknown:
+            raise ValueError(f"unknown language {unknown[0]!r} (known: {', '.join(LANGUAGES)})")
+        if len(set(languages)) != len(languages):
+            raise ValueError("a language is given twice")
+        if DEFAULT_LANGUAGE not in languages:
+            raise ValueError(f"the default language {DEFAULT_LANGUAGE!r} is missing (it is the fallback)")
+        for language, text in self.texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"{language}: must be non-blank text")
+
+    @classmethod
+    def of(cls, texts: Mapping[str, str]) -> Localized:
+        return cls(tuple(texts.items()))
+
+    def get(self, language: str) -> str:
+        """The text in `language`, else in `DEFAULT_LANGUAGE`."""
+        texts = dict(self.texts)
+        return texts.get(language, texts[DEFAULT_LANGUAGE])
+
+
+def localized(text: str | Localized | None, language: str) -> str | None:
+    """`text` as shown in `language` (plain text is shown as written, whatever the language)."""
+    return text.get(language) if isinstance(text, Localized) else text
 
 
 @dataclass(frozen=True)
@@ -190,27 +267,34 @@ class PageSettings:
     """Where to ask for a review of a block (redress)."""
     help_url: str | None = None
     """A confidential help service (for example one in the style of Stop It Now)."""
-    help_text: str | None = None
-    """A sentence shown with the help link, as written; a translated default when None."""
+    help_text: str | Localized | None = None
+    """A sentence shown with the help link, as written (per language when `Localized`); a
+    translated default when None."""
+    template: object = None
+    """The operator's own page (`blocktemplate.OperatorTemplate`), used instead of the built-in
+    one for documents; None: the built-in page."""
 
 
 @dataclass(frozen=True)
 class ListPolicy:
     """How blocks from one list are answered, from the configuration file.
 
-    reason: shown as written (paste the licensor's wording here); `DEFAULT_REASON`, which is
-        shown translated, when the operator gives none. Must not be blank.
+    reason: shown as written (paste the licensor's wording here), or a `Localized` with one
+        wording per language; `DEFAULT_REASON`, which is shown translated, when the operator
+        gives none. Must not be blank.
     status: 400..599 (not 401 or 407, which make clients ask for credentials); 451 by default,
         some licensors ask for 403.
     mode: ``"splash"``, ``"notfound"`` or ``"close"`` (see the module docstring).
     """
 
-    reason: str = DEFAULT_REASON
+    reason: str | Localized = DEFAULT_REASON
     status: int = 451
     mode: str = "splash"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.reason, str) or not self.reason.strip():
+        if isinstance(self.reason, Localized):
+            pass  # checked when it was made
+        elif not isinstance(self.reason, str) or not self.reason.strip():
             raise ValueError(f"reason must be a non-blank string, not {self.reason!r}")
         status = self.status
         if type(status) is not int or not 400 <= status <= 599:
@@ -563,6 +647,7 @@ def _html_page(
     templates: _Templates, list_name: str, entry_id: str, policy: ListPolicy, page: PageSettings
 ) -> bytes:
     parts = templates.parts
+    language = templates.language
 
     def text(value: str) -> str:
         return html.escape(_clean(value), quote=True)
@@ -576,13 +661,15 @@ def _html_page(
             "" if help_url is None else parts["help_link"].substitute(help_url=text(help_url))
         )
         help_text = (
-            parts["help_default"].substitute() if page.help_text is None else text(page.help_text)
+            parts["help_default"].substitute()
+            if page.help_text is None
+            else text(localized(page.help_text, language))
         )
         help_section = parts["help"].substitute(help_text=help_text, help_link=help_link)
     reason = (
         parts["default_reason"].substitute()
         if policy.reason == DEFAULT_REASON
-        else text(policy.reason)
+        else text(localized(policy.reason, language))
     )
     body = parts[_PAGE].substitute(
         style=templates.css,
@@ -593,6 +680,44 @@ def _html_page(
         help=help_section,
     )
     return body.encode("utf-8")
+
+
+def _takes_svg(accept: str | None) -> bool:
+    """Whether the Accept header allows SVG: absent, or naming image/svg+xml, image/* or */*
+    with q > 0 (every browser's image requests do; a client listing only bitmap types does not)."""
+    ranges = _weighted(accept)
+    if not ranges:
+        return True
+    return any(q > 0 and value in ("image/svg+xml", "image/*", "*/*") for value, q, _ in ranges)
+
+
+def _svg_placeholder(operator_name: str, language: str) -> bytes:
+    name = _clean(operator_name).strip()
+    if len(name) > IMAGE_NAME_CHARS:
+        name = name[: IMAGE_NAME_CHARS - 1].rstrip() + "\u2026"
+    return _SVG_TEMPLATE.substitute(
+        width=IMAGE_WIDTH, height=IMAGE_HEIGHT,
+        text=html.escape(_IMAGE_TEXT[language], quote=True), operator=html.escape(name, quote=True),
+    ).encode("utf-8")
+
+
+def _operator_page(page: PageSettings, list_name: str, entry_id: str, policy: ListPolicy, language: str) -> bytes:
+    """The operator's own template, given the same facts as the built-in page (see blocktemplate)."""
+    reason = None if policy.reason == DEFAULT_REASON else _clean(localized(policy.reason, language))
+    help_text = localized(page.help_text, language)
+    return page.template.render(
+        language=language,
+        operator_name=_clean(page.operator_name),
+        operator_url=http_url(page.operator_url),
+        reason=reason,
+        default_reason=_TEMPLATES[language].parts["default_reason"].substitute(),
+        reference=_clean(reference(list_name, entry_id)),
+        list_name=_clean(list_name),
+        appeal_url=http_url(page.appeal_url),
+        help_url=http_url(page.help_url),
+        help_text=None if help_text is None else _clean(help_text),
+        status=policy.status,
+    ).encode("utf-8")
 
 
 def render(
@@ -634,8 +759,15 @@ def render(
     kind = request_kind(accept, sec_fetch_dest, sec_fetch_mode, x_requested_with)
     if kind == "document":
         language = choose_language(accept_language, LANGUAGES, DEFAULT_LANGUAGE)
-        body = _html_page(_TEMPLATES[language], list_name, entry_id, policy, page)
+        if page.template is not None:
+            body = _operator_page(page, list_name, entry_id, policy, language)
+        else:
+            body = _html_page(_TEMPLATES[language], list_name, entry_id, policy, page)
         headers += [("Content-Type", _HTML), ("Content-Language", language)]
+    elif kind == "image" and _takes_svg(accept):
+        language = choose_language(accept_language, LANGUAGES, DEFAULT_LANGUAGE)
+        body = _svg_placeholder(page.operator_name, language)
+        headers += [("Content-Type", _SVG), ("Content-Language", language)]
     elif kind == "image":
         body = _TRANSPARENT_GIF
         headers.append(("Content-Type", _GIF))

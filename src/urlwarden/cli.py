@@ -1,7 +1,9 @@
 """The ``urlwarden`` command: a thin client of the library.
 
 Every urlwarden error ends as one line ``urlwarden: <message>`` on stderr and exit status 2,
-never a traceback. ``check`` exits 0 when every URL is allowed and 1 when any is blocked.
+never a traceback. ``check`` exits 0 when every URL is allowed and 1 when any is blocked;
+``config check`` exits 0 when the configuration and its lists would load, else 2 after one
+line per problem (like ``nginx -t``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="urlwarden", description="URL-blocklist filtering proxy.")
-    parser.add_argument("--version", action="version", version=f"urlwarden {__version__}")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the filtering proxy (default: 127.0.0.1:8080, sample lists)",
@@ -70,9 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("urls", nargs="+", metavar="URL")
     p.set_defaults(func=_cmd_canon)
 
-    p = sub.add_parser("check", help="say whether URLs are blocked (exit 1 when any is)")
+    p = sub.add_parser("check", help="say whether URLs are blocked (exit 1 when any is)",
+                       description="Decide as the proxy would: with the configuration's static lists, its "
+                                   "feeds' last-known-good lists and its allow lists (or only the --list files).")
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
     p.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE[:FORMAT]",
-                   help="block list, repeatable (default: the embedded configuration's lists)")
+                   help="block list, repeatable; replaces the configuration's lists (static and feeds)")
     p.add_argument("--allow", action="append", default=[], metavar="FILE[:FORMAT]", help="allow list, repeatable")
     p.add_argument("--json", action="store_true", help="one JSON object per URL")
     p.add_argument("urls", nargs="+", metavar="URL")
@@ -85,10 +90,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="accept a list that shrinks more than max_shrink, this once")
     p.set_defaults(func=_cmd_update)
 
-    p = sub.add_parser("status", help="per feed: entries, version, last success, last error, age, checksum")
+    p = sub.add_parser("status", help="every list: entries; feeds also version, last success, age, last-known-good",
+                       description="One line per list: feeds first (entries, version, last success, age, "
+                                   "checksum, whether the last-known-good copy is saved, last error), then "
+                                   "static block and allow lists (entries, file, modified).")
     p.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
-    p.add_argument("--json", action="store_true", help="one JSON object per feed")
+    p.add_argument("--json", action="store_true", help="one JSON object per list")
     p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("config", help="configuration tools: 'config check' validates a configuration and its lists")
+    config_sub = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+    c = config_sub.add_parser("check", help="load the configuration and its lists as the proxy would; "
+                                            "exit 0 when they load, 2 after one line per error",
+                              description="Like 'nginx -t': reads the configuration, every list it names, "
+                                          "the feeds' last-known-good lists and the block page template, "
+                                          "and prints one line per problem. Exit 0: the proxy would start "
+                                          "with them; 2: it would not (or would refuse every request).")
+    c.add_argument("--config", metavar="FILE", help="YAML configuration (default: the embedded one)")
+    c.set_defaults(func=_cmd_config_check)
+
+    p = sub.add_parser("completion", help="print a shell completion script (bash or zsh)",
+                       description="bash: save as /usr/local/share/bash-completion/completions/urlwarden; zsh: "
+                                   "as _urlwarden in a folder of $fpath (make install does both).")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(func=_cmd_completion)
 
     p = sub.add_parser("selftest", help="check that each list's test URL is blocked by a live proxy (exit 1 if not)")
     p.add_argument("--proxy", required=True, metavar="URL", help="the proxy, e.g. http://127.0.0.1:8080")
@@ -316,22 +341,18 @@ def _cmd_canon(args, _passthrough) -> int:
 
 def _cmd_check(args, _passthrough) -> int:
     if args.lists:
-        block_specs = [parse_list_spec(s) for s in args.lists]
-        allow_specs = [parse_list_spec(s) for s in args.allow]
+        if args.config:
+            print("urlwarden: note: --list replaces the configuration's block lists; its allow lists still apply",
+                  file=sys.stderr)
+            allow_specs = [lc.spec for lc in _load_config(args.config).allow]
+        else:
+            allow_specs = []
+        block = [load_list(parse_list_spec(s)) for s in args.lists]
+        allow = [load_list(s) for s in allow_specs + [parse_list_spec(s) for s in args.allow]]
+        _warn_bad_lines(block + allow)
+        snapshot = build(block, allow)
     else:
-        from .config import default_config_path, load_config
-
-        config = load_config(default_config_path())
-        block_specs = [lc.spec for lc in config.lists]
-        allow_specs = [lc.spec for lc in config.allow] + [parse_list_spec(s) for s in args.allow]
-    block = [load_list(s) for s in block_specs]
-    allow = [load_list(s) for s in allow_specs]
-    for parsed in block + allow:
-        for problem in parsed.problems:
-            print(f"urlwarden: warning: {problem}", file=sys.stderr)
-        if parsed.bad_lines > len(parsed.problems):
-            print(f"urlwarden: warning: {parsed.path}: {parsed.bad_lines} bad lines skipped in all", file=sys.stderr)
-    snapshot = build(block, allow)
+        snapshot = _snapshot_as_the_proxy_would(args.config, [load_list(parse_list_spec(s)) for s in args.allow])
     status = EXIT_OK
     for url in args.urls:
         try:
@@ -345,6 +366,32 @@ def _cmd_check(args, _passthrough) -> int:
             status = EXIT_BLOCKED
         print(_check_line(url, verdict, args.json))
     return status
+
+
+def _warn_bad_lines(lists) -> None:
+    for parsed in lists:
+        for problem in parsed.problems:
+            print(f"urlwarden: warning: {problem}", file=sys.stderr)
+        if parsed.bad_lines > len(parsed.problems):
+            print(f"urlwarden: warning: {parsed.path}: {parsed.bad_lines} bad lines skipped in all", file=sys.stderr)
+
+
+def _snapshot_as_the_proxy_would(config_path: str | None, extra_allow):
+    """The snapshot `urlwarden run` would build: static lists, feeds' last-known-good, allow lists."""
+    from .config import default_config_path
+    from .configcheck import inspect_config
+
+    inspection = inspect_config(config_path or default_config_path())
+    for line in inspection.warnings:
+        print(f"urlwarden: {line}", file=sys.stderr)
+    if not inspection.ok:
+        for line in inspection.errors[:-1]:
+            print(f"urlwarden: {line}", file=sys.stderr)
+        raise UrlwardenError(inspection.errors[-1])
+    if not extra_allow:
+        return inspection.snapshot
+    _warn_bad_lines(extra_allow)
+    return build(list(inspection.block_lists), list(inspection.allow_lists) + list(extra_allow))
 
 
 def _check_line(url: str, verdict, as_json: bool) -> str:
@@ -406,26 +453,78 @@ def _cmd_update(args, _passthrough) -> int:
 
 
 def _cmd_status(args, _passthrough) -> int:
-    config = _load_config(args.config)
-    manager = _feed_manager(config)
-    if manager is None:
-        return EXIT_OK
-    with manager:
-        manager.load_last_known_good()
-        statuses = manager.statuses()
-    for fs in statuses:
-        record = {"feed": fs.name, "entries": fs.entries, "version": _version(fs.version),
+    from .config import default_config_path
+    from .configcheck import inspect_config
+
+    inspection = inspect_config(args.config or default_config_path())
+    if inspection.config is None:
+        raise UrlwardenError(inspection.errors[0])
+    for fs in inspection.feeds:
+        record = {"feed": fs.name, "kind": "feed", "entries": fs.entries, "version": _version(fs.version),
                   "last_success": _when(fs.last_success), "last_error": fs.last_error,
                   "age_seconds": None if fs.age is None else round(fs.age), "stale": fs.stale,
-                  "checksum": fs.checksum, "source": fs.source}
+                  "checksum": fs.checksum, "source": fs.source, "lkg_saved": fs.lkg_saved,
+                  "required": fs.required}
         if args.json:
             print(json.dumps(record))
         else:
             age = "-" if fs.age is None else f"{fs.age / 3600:.1f}h"
+            saved = "-" if not fs.entries else ("saved" if fs.lkg_saved else "NOT SAVED")
             print(f"{fs.name}: {fs.entries} entries, version {record['version'] or '-'}, "
                   f"last success {record['last_success'] or 'never'}, age {age}{' (STALE)' if fs.stale else ''}, "
-                  f"checksum {(fs.checksum or '-')[:16]}, last error {fs.last_error or '-'}")
+                  f"checksum {(fs.checksum or '-')[:16]}, last-known-good {saved}, last error {fs.last_error or '-'}")
+    for ls in inspection.static:
+        record = {"list": ls.name, "kind": f"static {ls.action}", "entries": ls.entries, "format": ls.format,
+                  "path": ls.path, "modified": _when(ls.modified), "bad_lines": ls.bad_lines, "error": ls.error}
+        if args.json:
+            print(json.dumps(record))
+        else:
+            entries = "NOT LOADED" if ls.entries is None else f"{ls.entries} entries"
+            print(f"{ls.name}: static {ls.action} list, {entries}, {ls.format} file {ls.path}, "
+                  f"modified {record['modified'] or '-'}"
+                  + (f", {ls.bad_lines} bad lines skipped" if ls.bad_lines else "")
+                  + (f", error {ls.error}" if ls.error else ""))
+    if not inspection.feeds and not inspection.static:
+        print(f"urlwarden: {inspection.source}: no lists configured: nothing would be blocked", file=sys.stderr)
     return EXIT_OK
+
+
+def _cmd_config_check(args, _passthrough) -> int:
+    from .config import default_config_path
+    from .configcheck import inspect_config
+
+    inspection = inspect_config(args.config or default_config_path())
+    for line in inspection.warnings:
+        print(f"urlwarden: {line}", file=sys.stderr)
+    for line in inspection.errors:
+        print(f"urlwarden: {line}", file=sys.stderr)
+    if not inspection.ok:
+        print(f"urlwarden: configuration {inspection.source} test failed", file=sys.stderr)
+        return EXIT_ERROR
+    stats = inspection.snapshot.stats
+    lists = len(stats.lists)
+    print(f"urlwarden: configuration {inspection.source} is ok: {lists} list{'s' * (lists != 1)}, "
+          f"{stats.block_entries} block and {stats.allow_entries} allow entries", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_completion(args, _passthrough) -> int:
+    import shtab
+
+    sys.stdout.write(shtab.complete(_parser(), shell=args.shell))
+    return EXIT_OK
+
+
+def version_line() -> str:
+    """``urlwarden X (mitmproxy Y, Python Z)``: what a bug report needs, without importing mitmproxy."""
+    import platform
+    from importlib import metadata
+
+    try:
+        mitmproxy_version = metadata.version("mitmproxy")
+    except metadata.PackageNotFoundError:
+        mitmproxy_version = "not installed"
+    return f"urlwarden {__version__} (mitmproxy {mitmproxy_version}, Python {platform.python_version()})"
 
 
 def _version(version) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import yaml
 
 from .pacfile import default_pac_proxy, parse_pac_proxy
-from .blockpage import MAX_URL_CHARS, ListPolicy, PageSettings, http_url
+from .blockpage import DEFAULT_LANGUAGE, LANGUAGES, MAX_URL_CHARS, ListPolicy, Localized, PageSettings, http_url
 from .errors import ConfigError, FeedError
 from .feeds import get_adapter, make_adapter
 from .feeds.manager import FeedSpec
@@ -421,8 +421,31 @@ class _Reader:
             values["proxy_auth_file"] = str(path)
         return AccessConfig(**values)
 
+    def texts(self, node: yaml.Node, where: str) -> str | Localized:
+        """Text as written, or one text per language (``{en: ..., de: ...}``; the default
+        language is required, as the fallback for the others)."""
+        if not isinstance(node, yaml.MappingNode):
+            return self.scalar(node, where, str, lambda v: bool(v.strip()), "non-empty text or {en: ..., de: ...}")
+        fields = self.mapping(node, where, LANGUAGES)
+        if DEFAULT_LANGUAGE not in fields:
+            self.fail(node, where, f"give the default language {DEFAULT_LANGUAGE!r} too: it is shown "
+                                   f"when the page is in a language the mapping lacks")
+        texts = {language: self.scalar(value, f"{where}.{language}", str, lambda v: bool(v.strip()),
+                                       "non-empty text")
+                 for language, value in fields.items()}
+        return Localized.of(texts)
+
+    def template(self, node: yaml.Node, where: str):
+        from .blocktemplate import load_template  # imports Jinja2: only when a template is configured
+
+        path = self.base_dir / self.scalar(node, where, str, bool, "a template file path")
+        try:
+            return load_template(path)
+        except ConfigError as exc:
+            self.fail(node, where, str(exc))
+
     def operator(self, node: yaml.Node) -> PageSettings:
-        fields = self.mapping(node, "operator", ("name", "url", "appeal_url", "help_url", "help_text"))
+        fields = self.mapping(node, "operator", ("name", "url", "appeal_url", "help_url", "help_text", "template"))
         values: dict[str, Any] = {}
         if "name" in fields:
             values["operator_name"] = self.scalar(fields["name"], "operator.name", str, bool, "non-empty text")
@@ -430,7 +453,9 @@ class _Reader:
             if key in fields:
                 values[attr] = self.url(fields[key], f"operator.{key}")
         if "help_text" in fields:
-            values["help_text"] = self.scalar(fields["help_text"], "operator.help_text", str)
+            values["help_text"] = self.texts(fields["help_text"], "operator.help_text")
+        if "template" in fields:
+            values["template"] = self.template(fields["template"], "operator.template")
         return PageSettings(**values)
 
     def https(self, node: yaml.Node) -> HttpsPolicy:
@@ -469,7 +494,7 @@ class _Reader:
             feed = self.feed(fields["feed"], f"{where}.feed", name, fmt or "plain")
         policy: dict[str, Any] = {}
         if "reason" in fields:
-            policy["reason"] = self.scalar(fields["reason"], f"{where}.reason", str, bool, "non-empty text")
+            policy["reason"] = self.texts(fields["reason"], f"{where}.reason")
         if "status" in fields:
             policy["status"] = self.scalar(fields["status"], f"{where}.status", int, lambda v: 400 <= v <= 599,
                                            "an integer from 400 to 599")

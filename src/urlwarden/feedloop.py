@@ -11,6 +11,8 @@ blocking continues with the list it has. Time comes from the runtime's clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncio
 import logging
 
@@ -26,8 +28,9 @@ MAX_SLEEP = 60.0
 
 
 class FeedLoop:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, after_round: Callable[[], None] | None = None):
         self.runtime = runtime
+        self._after_round = after_round  # e.g. the addon's systemd STATUS= line
         self._wake = asyncio.Event()
         self._refresh_all = False
 
@@ -39,6 +42,8 @@ class FeedLoop:
     async def run(self) -> None:
         while True:
             await self.round()
+            if self._after_round is not None:
+                self._after_round()
             await self._sleep()
 
     async def round(self) -> None:

@@ -364,4 +364,8 @@ def describe_version(version) -> str | None:
 def describe(state: State) -> str:
     """One line for logs and the console: what is loaded (never list contents)."""
     parts = [f"{ls.action} list {ls.name}: {ls.entries} entries ({ls.format})" for ls in state.snapshot.stats.lists]
-    return "; ".join(parts) if parts else "no lists loaded: nothing will be blocked"
+    if parts:
+        return "; ".join(parts)
+    if state.config.feeds:  # (a required one missing is logged as a warning of its own)
+        return f"no lists loaded yet (feeds: {', '.join(spec.name for spec in state.config.feeds)})"
+    return "no lists loaded: nothing will be blocked"

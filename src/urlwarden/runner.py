@@ -42,6 +42,7 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
     # the option values the addon will see, so that it recognises what is loaded already
     runtime.load(config, source=(source, tuple(list_specs)))
     host, port = listen or config.listen
+    _check_ports(config, (host, port), "--listen" if listen else "listen", mitmproxy_args)
     # The addon applies (and polices) the listen address itself; the explicit options say the
     # same thing, so that mitmproxy never even starts out with its own default of every address.
     args = [
@@ -70,6 +71,31 @@ def wireguard_mode_args(config, override: tuple[str | None, int | None] | None) 
     for spec in mode_specs(config, wg):
         args += ["--mode", spec]
     return args
+
+
+# mitmproxy modes that listen on TCP at listen_host:listen_port unless given a port of their own
+_TCP_MODES = ("regular", "transparent", "upstream", "reverse", "socks5")
+
+
+def _check_ports(config, proxy_listen: tuple[str, int], proxy_key: str, mitmproxy_args: Sequence[str]) -> None:
+    """A port in use stops `run` before mitmproxy starts, with one line naming the setting to change
+    (mitmproxy's own message would suggest a ``--mode`` option instead)."""
+    from .errors import ConfigError
+    from .netutil import cannot_listen
+
+    modes = [mitmproxy_args[i + 1] for i, arg in enumerate(mitmproxy_args[:-1]) if arg in ("--mode", "-m")]
+    modes += [arg.removeprefix("--mode=") for arg in mitmproxy_args if arg.startswith("--mode=")]
+    checks = []
+    if all(mode.split(":")[0].split("@")[0] in _TCP_MODES and "@" not in mode for mode in modes):
+        checks.append((proxy_key, proxy_listen))
+    if config.admin.listen is not None:
+        checks.append(("admin.listen", config.admin.listen))
+    for key, (host, port) in checks:
+        reason = cannot_listen(host, port)
+        if reason is not None:
+            where = "" if key.startswith("--") else f" in {config.source}"
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise ConfigError(f"{key} {shown}{where}: cannot listen: {reason}")
 
 
 def _start_mitmproxy(runtime, banner: list[str], listen: tuple[str, int], args: list[str]) -> None:
@@ -132,6 +158,9 @@ def _listen_addresses(ctx) -> list[tuple[str, int]]:
 
 
 def describe_lists(state: State) -> list[str]:
-    lines = [f"{ls.action} list {ls.name}: {ls.entries} entries from {ls.path} ({ls.format})"
-             for ls in state.snapshot.stats.lists]
-    return lines or ["no lists configured: nothing will be blocked"]
+    from .summary import describe_lists as summary_lines
+
+    feed_names = [spec.name for spec in state.config.feeds]
+    loaded = {ls.name for ls in state.snapshot.stats.lists}
+    missing = [spec.name for spec in state.config.feeds if spec.required and spec.name not in loaded]
+    return summary_lines(state.snapshot.stats.lists, feed_names, missing)
