@@ -111,12 +111,20 @@ _UNSAFE_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff#%]")
 # --- shortcuts (speed only: each gives exactly what the full pipeline gives, or declines) -------
 #
 # A "simple" URL is one the pipeline above would leave almost untouched: an optional scheme
-# (possessive: once "scheme://" is read it is never re-read as a host, as in `_split`), an ASCII
+# (once "scheme://" is read it is never re-read as a host, as in `_split`), an ASCII
 # name of letters, digits, hyphens and single dots (one trailing dot allowed) whose last label
 # is not numeric (so it can be no IPv4 encoding), an optional numeric port, and then nothing
 # that needs unescaping, escaping, stripping or path normalization. Anything else declines the
 # shortcut and takes the full pipeline.
-_SCHEME_PART = r"(?:([A-Za-z][A-Za-z0-9+.-]*)://)?+"
+_SCHEME_PART = r"(?:([A-Za-z][A-Za-z0-9+.-]*)://|(?![A-Za-z][A-Za-z0-9+.-]*://))"
+"""Either "scheme://", or a position where no "scheme://" starts. The second branch stops the
+engine from backtracking out of a scheme it has read and taking the scheme as a host name
+(``http://[::1]/`` must decline, not give host ``http``). Written with a look-ahead rather than a
+possessive group ``(?:...)?+``: CPython 3.11.0 to 3.11.4 (Debian 12 ships 3.11.2) mis-match
+possessive optional groups (gh-106052) and dropped the first character of a scheme-less URL.
+No possessive quantifier or atomic group is used anywhere in urlwarden for that reason. Cost
+stays linear: the match is anchored at the start, the scheme class cannot contain ":" so a
+scheme is read at most twice, and the name part's labels are separated by single dots."""
 _NAME_PART = (
     r"((?:[A-Za-z0-9-]+\.)*"
     r"(?!(?:0[xX][0-9a-fA-F]*|[0-9]+)(?![A-Za-z0-9-]))"  # the last label is not numeric
