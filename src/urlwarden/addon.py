@@ -52,7 +52,7 @@ from mitmproxy.connection import Client, Server
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import blockpage, logs, sdnotify
+from . import blockpage, canon_selfcheck, logs, sdnotify
 from .admin import AdminServer
 from .config import AdminConfig, default_config_path, load_config
 from .engine import (
@@ -170,6 +170,7 @@ class UrlWarden:
             if self._start_refused == wanted:
                 return  # already refused, and said so once
             try:
+                canon_selfcheck.verify()  # before any list is read; a wrong canonicalizer blocks nothing
                 loaded = self._preloaded or load_all(*wanted, self.feeds, self._feeds_key, self._offloader)
             except UrlwardenError as exc:
                 if self.state is None and not proxy_running():  # start-up
