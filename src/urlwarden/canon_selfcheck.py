@@ -82,6 +82,14 @@ VECTORS: tuple[tuple[tuple[str, Callable[[str], str]], str, str], ...] = (
     (_CANONICALIZE, "http://[::ffff:127.0.0.2]:8080/x", "http://127.0.0.2/x"),
     (_CANONICALIZE, "http://B\u00fccher.test/", "http://xn--bcher-kva.test/"),
     (_CANONICALIZE, "http://user:pw@listed.test:8443/a", "http://listed.test/a"),
+    # browser forms (WHATWG URL Standard) and server variants (docs/lists.md)
+    (_CANONICALIZE, "http:\\\\www.example.test\\a\\b", "http://www.example.test/a/b"),
+    (_CANONICALIZE, "http:example.test/", "http://example.test/"),
+    (_CANONICALIZE, "\x00\x1b http://example.test/\x1f ", "http://example.test/"),
+    (_CANONICALIZE, "https://%e2%98%83.test", "https://xn--n3h.test/"),
+    (_CANONICALIZE, "http://example.test/a%c0%afb", "http://example.test/a/b"),
+    (_EXPRESSIONS, "http://example.test/a;s=1/p.jsp%00.x", "example.test/a;s=1/p.jsp%00.x example.test/a/p.jsp "
+     "example.test/ example.test/a;s=1/ example.test/a/"),
     # list entries without a scheme: the path gh-106052 broke
     (_ENTRY, "listed.test/", "listed.test/"),
     (_ENTRY, "www.listed.test/a/b.html?id=7", "www.listed.test/a/b.html?id=7"),
