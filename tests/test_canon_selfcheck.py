@@ -103,15 +103,38 @@ def test_the_squid_helper_refuses_before_reading_a_request(broken_canon, tmp_pat
     assert stdin.tell() == 0 and stdout.getvalue() == b""
 
 
-def test_the_addon_aborts_start_up(broken_canon, tmp_path):
+def test_the_addon_refuses_start_up(broken_canon, tmp_path, caplog):
+    """At start-up the addon logs the one line as an error (mitmproxy's start-up error check
+    then exits before any server binds) and loads nothing."""
     (tmp_path / "block.txt").write_text("listed.test/\n")
     config = tmp_path / "urlwarden.yaml"
     config.write_text("lists:\n  - name: hot\n    path: block.txt\n")
     addon = UrlWarden()
     with taddons.context(addon) as tctx:
-        with pytest.raises(exceptions.OptionsError, match="canonicalizer gives wrong answers"):
-            tctx.configure(addon, urlwarden_config=str(config))
+        tctx.configure(addon, urlwarden_config=str(config))
         assert addon.state is None  # nothing loaded, so nothing can be served
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].startswith("urlwarden: the URL canonicalizer gives wrong answers") and "\n" not in errors[0]
+
+
+def test_the_addon_refuses_a_reload_once_running(tmp_path, monkeypatch, fresh_check):
+    """After start-up a configure that meets a wrong canonicalizer is an OptionsError (rolled back)."""
+    (tmp_path / "block.txt").write_text("listed.test/\n")
+    config = tmp_path / "urlwarden.yaml"
+    config.write_text("lists:\n  - name: hot\n    path: block.txt\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("lists:\n  - name: hot\n    path: block.txt\n")
+    addon = UrlWarden()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, urlwarden_config=str(config))
+        good = addon.state
+        assert good is not None
+        monkeypatch.setattr(canon, "parse", parse_like_gh_106052)
+        monkeypatch.setattr(canon_selfcheck, "_passed", False)
+        with pytest.raises(exceptions.OptionsError, match="canonicalizer gives wrong answers"):
+            tctx.configure(addon, urlwarden_config=str(other))
+        assert addon.state is good
 
 
 def test_urlwarden_check_subprocess_refuses_on_a_broken_canonicalizer(tmp_path):

@@ -1,4 +1,4 @@
-"""URL canonicalization and lookup expressions, after Google Safe Browsing v4 "URLs and Hashing".
+r"""URL canonicalization and lookup expressions, after Google Safe Browsing v4 "URLs and Hashing".
 
 Policy: list entries and request URLs go through this one module, and nothing else in urlwarden
 lowercases, unescapes or strips URLs. The pipeline (each step a small function below):
