@@ -124,7 +124,7 @@ def test_beyond_spec(url, expected):
 
 @pytest.mark.parametrize(
     "url",
-    ["", "   ", "http://", "http:///path", "http://.../", "http://user@/x", "http://[::1/", "http://[zz]/",
+    ["", "   ", "\x01\x1f ", "http://", "http:///", "http:\\\\/?x", "http://.../", "http://user@/x", "http://[::1/", "http://[zz]/",
      "http://.[::1]/", "http://a[b.test/", "//", "http://%2E%2E/"],
 )
 def test_no_valid_host_raises_value_error(url):
@@ -265,7 +265,7 @@ def test_expressions_include_the_exact_host_and_path(url):
     assert cu.host + cu.path in exprs
     assert cu.expression == exprs[0]
     assert len(exprs) == len(set(exprs))
-    assert len(exprs) <= canon.MAX_HOST_SUFFIXES * (2 + canon.MAX_PATH_PREFIXES)
+    assert len(exprs) <= canon.MAX_HOST_SUFFIXES * 2 * (2 + canon.MAX_PATH_PREFIXES)  # 2: server variant
 
 
 @settings(max_examples=2000, deadline=None)
@@ -287,3 +287,79 @@ def test_huge_input_is_handled():
     url = "http://" + "a." * 50_000 + "test/" + "%25" * 50_000 + "x" * 100_000
     assert canon.canonicalize(url).startswith("http://")
     assert canon.canonicalize("http://" + "9" * 10_000 + "/") == "http://" + "9" * 10_000 + "/"
+
+
+# --- browser forms (WHATWG URL Standard) ------------------------------------------------------
+#
+# A URL as typed and as a browser sends it must canonicalize alike. Inputs and browser results are
+# cases of web-platform-tests' url/resources/urltestdata.json (the WHATWG URL Standard's test
+# data), hosts renamed to reserved names; the third column is our canonical form.
+
+BROWSER_FORMS = [
+    # backslashes are slashes in special URLs (urltestdata: "http:\\\\www.google.com\\foo")
+    ("http:\\\\www.example.test\\foo", "http://www.example.test/foo", "http://www.example.test/foo"),
+    ("http://example.test\\\\foo\\\\bar", "http://example.test//foo//bar", "http://example.test/foo/bar"),
+    ("http://example.test\\a\\..\\b", "http://example.test/b", "http://example.test/b"),
+    # one slash or none after a special scheme (urltestdata: "http:/example.com/", "http:example.com/")
+    ("http:/example.test/", "http://example.test/", "http://example.test/"),
+    ("http:example.test/", "http://example.test/", "http://example.test/"),
+    ("https:example.test/a", "https://example.test/a", "https://example.test/a"),
+    ("HTTP:///example.test/", "http://example.test/", "http://example.test/"),
+    ("ws:/example.test/chat", "ws://example.test/chat", "ws://example.test/chat"),
+    # leading and trailing C0 controls and spaces (urltestdata: "\u0000\u001b\u0004\u0012 http://example.com/\u001f \r ")
+    ("\x00\x1b\x04\x12 http://example.test/\x1f \r ", "http://example.test/", "http://example.test/"),
+    # percent-encoded hosts are decoded, then IDNA (UTS #46) (urltestdata: "https://%e2%98%83")
+    ("https://%e2%98%83.test", "https://xn--n3h.test/", "https://xn--n3h.test/"),
+    ("https://\u2603.test/", "https://xn--n3h.test/", "https://xn--n3h.test/"),
+    ("http://%41.test/", "http://a.test/", "http://a.test/"),
+]
+
+
+@pytest.mark.parametrize(("typed", "sent", "expected"), BROWSER_FORMS)
+def test_typed_and_browser_forms_canonicalize_alike(typed, sent, expected):
+    assert canon.canonicalize(typed) == canon.canonicalize(sent) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        # Safe Browsing's own rules where they deliberately differ from what a browser would send
+        ("http://example.test/a//../b", "http://example.test/b"),  # browser: /a/b (runs collapse first)
+        ("abc:/x/y", "http://abc/x/y"),  # not a special scheme: no WHATWG slash rule
+        ("http://evil.test\\@listed.test/", "http://listed.test/"),  # browser: host evil.test
+        ("http://listed.test/q?a\\b", "http://listed.test/q?a\\b"),  # the query keeps its backslash
+    ],
+)
+def test_where_safe_browsing_rules_win(url, expected):
+    assert canon.canonicalize(url) == expected
+
+
+SPECIAL = st.sampled_from(["http", "https", "HTTP", "ws", "wss", "ftp"])
+LABEL = st.text("abcxyz019-", min_size=1, max_size=6).filter(lambda s: not s.isdigit())
+SEGMENT = st.text("abcXYZ019-_.~;=!", max_size=6)
+C0 = st.text("".join(map(chr, range(0x21))), max_size=3)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(SPECIAL, st.lists(LABEL, min_size=1, max_size=4), st.lists(SEGMENT, max_size=5),
+       st.lists(st.sampled_from(["/", "\\"]), min_size=5, max_size=5), st.sampled_from(["", "/", "\\", "//", "\\\\/", "///"]),
+       C0, C0)
+def test_a_typed_url_and_its_browser_serialization_canonicalize_alike(scheme, labels, segments, seps, slashes, lead, trail):
+    host = ".".join(labels) + ".test"
+    typed_path = "".join(sep + seg for sep, seg in zip(seps, segments))
+    sent_path = typed_path.replace("\\", "/")
+    typed = f"{lead}{scheme}:{slashes}{host}{typed_path}{trail}"
+    sent = f"{scheme.lower()}://{host}{sent_path or '/'}"
+    once = canon.canonicalize(typed)
+    assert once == canon.canonicalize(sent)
+    assert canon.canonicalize(once) == once
+
+
+@settings(max_examples=1000, deadline=None)
+@given(url_text | url_like)
+def test_expressions_of_the_canonical_form_are_the_same(url):
+    try:
+        exprs = canon.expressions(url)
+    except ValueError:
+        return
+    assert canon.expressions(canon.canonicalize(url)) == exprs

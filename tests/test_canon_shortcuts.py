@@ -149,3 +149,30 @@ def test_lookup_paths_are_the_path_parts_of_expressions(cu, max_prefixes):
     paths = canon.lookup_paths(cu, max_prefixes)
     expected = canon.expressions(cu, max_prefixes)
     assert [h + p for h in canon.host_suffixes(cu.host) for p in paths] == expected
+
+
+ADVERSARIAL_SIZE = 100_000
+"""Long enough that a shortcut regex with super-linear backtracking would not finish (10^10
+steps); the whole table runs in about a second when matching is linear."""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "a" * ADVERSARIAL_SIZE + "!",  # one long label that ends badly
+        "a." * ADVERSARIAL_SIZE + "!",  # many labels, then a byte no name may hold
+        "-." * ADVERSARIAL_SIZE + "0x",  # hyphen labels, numeric-looking last label
+        "1." * ADVERSARIAL_SIZE + "1/",  # a "numeric" host far too long for IPv4
+        "a+" * ADVERSARIAL_SIZE + ":/",  # a scheme that never gets its "//"
+        "http://" + "a." * ADVERSARIAL_SIZE + "[",  # a scheme, then a host that fails at the end
+        "a" * ADVERSARIAL_SIZE + ":" + "1" * ADVERSARIAL_SIZE + "x",  # scheme-or-port ambiguity
+        "http://a.test:" + "9" * ADVERSARIAL_SIZE + "!",
+        "http://a.test/" + "a/" * ADVERSARIAL_SIZE + "%",
+        "http://a.test/?" + "a" * ADVERSARIAL_SIZE + "%",
+    ],
+    ids=["label", "labels", "hyphens", "numeric", "scheme", "scheme-host", "port-or-scheme", "port", "path", "query"],
+)
+def test_adversarial_long_input_finishes_and_agrees(url):
+    assert shortcut(url) == pipeline(url)
+    host = canon.fast_host(url)
+    assert host is None or host == pipeline(url).host

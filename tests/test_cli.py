@@ -28,14 +28,14 @@ def test_canon_prints_the_canonical_url_and_expressions():
 
 
 def test_canon_rejects_a_url_without_host():
-    done = run("canon", "http:///nohost")
+    done = run("canon", "http://:80/nohost")
     assert done.returncode == 2
-    assert done.stderr.startswith("urlwarden: 'http:///nohost': ") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("urlwarden: 'http://:80/nohost': ") and done.stderr.count("\n") == 1
 
 
 @pytest.fixture
 def lists(tmp_path):
-    (tmp_path / "block.txt").write_text("listed.test/\npaths.test/folder/\n# comment\nhttp:///bad\n")
+    (tmp_path / "block.txt").write_text("listed.test/\npaths.test/folder/\n# comment\nhttp://:80/bad\n")
     (tmp_path / "hot.csv").write_text("url,id,category\ncsv.test/page.html,HOT-1,c1\n")
     (tmp_path / "allow.txt").write_text("listed.test/ok.html\n")
     return tmp_path

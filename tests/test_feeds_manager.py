@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -714,3 +716,27 @@ def test_plain_diff_applies_to_a_restored_list(server, tmp_path):
     assert snapshot.match("http://fresh.test/dir/x") is not None
     assert snapshot.match(f"http://{old[-1]}") is None
     again.close()
+
+
+def test_start_removes_temporaries_a_killed_save_left_and_nothing_else(server, tmp_path):
+    env = Env(server, tmp_path)
+    items = prime(env)
+    env.manager.close()
+    full = (env.state / "iwf.sha256").read_bytes()
+    long_ago = time.time() - 3600
+    left = {name: env.state / name for name in (".urlwarden-k9x_0a1b.sha256", ".urlwarden-abcdefgh.tmp")}
+    kept = {name: env.state / name for name in (
+        ".urlwarden-notes.txt",  # our prefix, not a name mkstemp gives us
+        "iwf.urlwarden-abcdefgh.tmp",  # not our prefix
+        ".urlwarden-zzzzzzzz.sha256",  # ours, but touched just now: another process may be writing it
+    )}
+    for name, path in {**left, **kept}.items():
+        path.write_bytes(full)
+        if name != ".urlwarden-zzzzzzzz.sha256":
+            os.utime(path, (long_ago, long_ago))
+    restarted = env.make()
+    assert len(restarted.load_last_known_good()) == 1  # the feed itself is restored as before
+    assert restarted.status("iwf").entries == len(items)
+    assert not any(path.exists() for path in left.values())
+    assert all(path.read_bytes() == full for path in kept.values())
+    restarted.close()

@@ -151,7 +151,7 @@ DEEP_BAD = "deep.test/" + "d/" * canon.MAX_PATH_PREFIXES
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ("http:///nohost", "not a URL: URL has no host"),
+        ("http://:80/nohost", "not a URL: URL has no host"),
         ("//", "not a URL: URL has no host"),
         ("paths.test/a b.html", "contains whitespace (no inline comments; write a space in a URL as %20)"),
         ("listed.test/ # note", "contains whitespace"),
@@ -180,7 +180,7 @@ def test_plain_edge_lines_that_are_valid(line):
 
 
 def test_plain_problems_capped_but_all_counted():
-    bad = [f"http:///bad{i}" for i in range(MAX_REPORTED_PROBLEMS + 4)]
+    bad = [f"http://:80/bad{i}" for i in range(MAX_REPORTED_PROBLEMS + 4)]
     parsed = parse("\n".join(["listed.test/", *bad]) + "\n")
     assert parsed.bad_lines == len(bad)
     assert len(parsed.problems) == MAX_REPORTED_PROBLEMS
@@ -325,7 +325,7 @@ def test_csv_sha256_without_host_keys(text):
     [
         ("url,id", ",X-1", "empty url cell"),
         ("id,url", "X-1", "empty url cell"),
-        ("url", "http:///nohost", "not a URL: URL has no host"),
+        ("url", "http://:80/nohost", "not a URL: URL has no host"),
         ("url", "listed.test/ x", "contains whitespace"),
         ("url", sha("listed.test/"), "a SHA-256 digest, not a URL"),
         (
@@ -359,7 +359,7 @@ def test_csv_bad_rows(header, row, reason):
         (f"url,sha256\nlisted.test/,{sha('listed.test/')}\n", "found both"),
         ("url,URL\nlisted.test/,listed.test/\n", "t.csv: csv column 'url' appears twice"),
         ("url\n", "t.csv: no valid entries"),
-        ("url\nhttp:///x\n", "t.csv: no valid entries (1 bad lines; first: t.csv:2: not a URL"),
+        ("url\nhttp://:80/x\n", "t.csv: no valid entries (1 bad lines; first: t.csv:2: not a URL"),
         ('url\n"listed.test/' + "x" * 200_000 + '"\n', "t.csv:2: malformed csv"),
     ],
 )
@@ -387,7 +387,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> ListSpec:
         ("latin1.txt", b"listed.test/\ncaf\xe9.test/\n", "not UTF-8 text (invalid byte 0xe9)"),
         ("empty.txt", b"", "no valid entries"),
         ("comments.txt", b"# only\n\n# comments\n", "no valid entries"),
-        ("allbad.txt", b"http:///a\nhttp:///b\n", "no valid entries (2 bad lines; first: "),
+        ("allbad.txt", b"http://:80/a\nhttp://:80/b\n", "no valid entries (2 bad lines; first: "),
         (
             "hashes.txt",
             (sha("a.test/") + "\n" + sha("b.test/") + "\nlisted.test/\n").encode(),

@@ -64,7 +64,7 @@ from mitmproxy.connection import Client, Server
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import __version__, blockpage, logs, sdnotify, summary
+from . import __version__, blockpage, canon_selfcheck, logs, sdnotify, summary
 from .addon_tunnel import is_tunnel_client, listeners, tunnel_options, wireguard_devices
 from .admin import AdminServer
 from .config import AdminConfig, Config
@@ -196,6 +196,7 @@ class UrlWarden:
             if self._start_refused == wanted:
                 return  # already refused, and said so once
             try:
+                canon_selfcheck.verify()  # before any list is read; a wrong canonicalizer blocks nothing
                 self.runtime.load(read_config(*wanted), source=wanted)
             except UrlwardenError as exc:
                 if self.state is None and not proxy_running():  # start-up

@@ -1,4 +1,4 @@
-"""URL canonicalization and lookup expressions, after Google Safe Browsing v4 "URLs and Hashing".
+r"""URL canonicalization and lookup expressions, after Google Safe Browsing v4 "URLs and Hashing".
 
 Policy: list entries and request URLs go through this one module, and nothing else in urlwarden
 lowercases, unescapes or strips URLs. The pipeline (each step a small function below):
@@ -6,13 +6,16 @@ lowercases, unescapes or strips URLs. The pipeline (each step a small function b
  1. bytes: a str is encoded as UTF-8 with ``surrogateescape`` (so raw bytes mitmproxy decoded that
     way come back as they were on the wire);
  2. drop the fragment (everything from the first ``#``);
- 3. strip leading/trailing ASCII whitespace, remove every tab, CR and LF;
+ 3. strip leading/trailing C0 controls and spaces, remove every tab, CR and LF;
  4. percent-unescape repeatedly until no escape is left (linear time, see `_unescape_fully`);
- 5. split scheme (default ``http``), authority, path and query (the first ``?``);
+ 5. split scheme (default ``http``), authority, path and query (the first ``?``); a special
+    scheme (http, https, ws, wss, ftp) takes any run of ``/`` and ``\`` as its ``//``, and a
+    ``\`` ends the authority as ``/`` does (WHATWG URL Standard, what browsers send);
  6. host: drop userinfo and port; IDN to punycode (UTS #46); remove leading/trailing dots and
     collapse runs of dots; any legal IPv4 encoding (decimal, octal, hex, one to four parts) to a
     dotted quad; a bracketed IPv6 literal to its compressed form; lowercase;
- 7. path: resolve ``/./`` and ``/../``, collapse runs of slashes (never in the query);
+ 7. path: ``\`` and the overlong UTF-8 slash (``%c0%af``) become ``/``; resolve ``/./`` and
+    ``/../``, collapse runs of slashes (never in the query);
  8. re-escape bytes <= 0x20, >= 0x7f, ``#`` and ``%`` as ``%XX`` (upper-case hex).
 
 Worked example::
@@ -25,9 +28,18 @@ Worked example::
 Deliberate deviations from the Safe Browsing document and its reference implementation
 (google/safebrowsing ``urls.go``):
 
-* A scheme is recognised only when followed by ``//`` (``[a-z][a-z0-9+.-]*://``). Anything else
-  is a scheme-less URL, so ``listed.test:8080/x`` is host ``listed.test`` (the reference code
-  would take ``listed.test`` as the scheme and fail).
+* A scheme is recognised only when followed by ``//`` (``[a-z][a-z0-9+.-]*://``), or, for the
+  special schemes, by any run of ``/`` and ``\`` or none (``http:h/``, ``http:/h/``,
+  ``http:\\h``: host ``h``, as a browser sends them). Anything else is a scheme-less URL, so
+  ``listed.test:8080/x`` is host ``listed.test`` (the reference code would take ``listed.test``
+  as the scheme and fail).
+* A backslash before the query is a slash (browsers convert it; IIS serves ``\`` and ``%5C``
+  as ``/``), except in an authority where an ``@`` follows it: ``a\@b`` keeps the Safe
+  Browsing rule, host ``b`` (browsers refuse that host; other clients connect to ``b``).
+* A host label that IDNA 2008 refuses but UTS #46 admits (``\u2603``) becomes its punycode
+  (``xn--n3h``), as browsers send it.
+* Consecutive slashes collapse before ``..`` resolves (Safe Browsing): ``/a//../b`` is ``/b``,
+  where a browser would send ``/a/b``.
 * The port is split at the first ``:`` of the host part, not the last.
 * A scheme-less URL may start with ``//`` (protocol-relative).
 * A host name (not a bracketed literal) containing ``[`` or ``]`` is invalid, as in browsers;
@@ -43,6 +55,8 @@ Deliberate deviations from the Safe Browsing document and its reference implemen
   is not emulated.
 * Non-ASCII host names are converted with IDNA 2008 / UTS #46 (the ``idna`` package); a name
   it rejects keeps its bytes, which step 8 escapes.
+* `expressions` also tries the path as servers that cut it at ``%00`` or drop ``;params``
+  serve it (`_server_path`; docs/lists.md "Server variants").
 * `expressions` generates path prefixes to any depth (bounded by ``MAX_PATH_PREFIXES``) instead
   of the specification's first four components, so a folder entry five or more levels deep
   still matches everything below it.
@@ -94,12 +108,19 @@ MAX_IDNA_HOST_LENGTH = 1024
 """Longer non-ASCII host names are not offered to the IDNA codec (it is slow on huge input and
 no such name can be resolved); their bytes are escaped instead."""
 
-_WHITESPACE = b" \t\n\r\x0b\x0c"
+_WHITESPACE = bytes(range(0x21))
+"""Stripped from both ends: C0 controls and space, as browsers strip them (WHATWG URL)."""
 _SCHEME = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://")
+_SPECIAL_SCHEME = re.compile(rb"(?i:(https?|wss?|ftp)):[/\\]*")
+"""A WHATWG "special" scheme takes any run of "/" and "\\" after its colon, or none at all, as
+its "//": ``http:/h/``, ``http:h/`` and ``http:\\\\h/`` all name host ``h``, as in browsers."""
+_OVERLONG_SLASH = re.compile(rb"\xc0\xaf|\xe0\x80\xaf")
+"""Overlong UTF-8 for "/" (``%c0%af``, ``%e0%80%af``): invalid UTF-8 that old IIS decoded to a slash."""
 _ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _MULTI_DOTS = re.compile(rb"\.{2,}")
 _MULTI_SLASHES = re.compile(rb"/{2,}")
+_MULTI_SLASH_TEXT = re.compile(r"/{2,}")
 _IPV4_PART = re.compile(r"(?:0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)\Z")
 _NEEDS_ESCAPE = frozenset(range(0x21)) | frozenset(range(0x7F, 0x100)) | {ord("#"), ord("%")}
 _ESCAPED_BYTE = tuple(
@@ -111,12 +132,21 @@ _UNSAFE_BYTE = re.compile(rb"[\x00-\x20\x7f-\xff#%]")
 # --- shortcuts (speed only: each gives exactly what the full pipeline gives, or declines) -------
 #
 # A "simple" URL is one the pipeline above would leave almost untouched: an optional scheme
-# (possessive: once "scheme://" is read it is never re-read as a host, as in `_split`), an ASCII
+# (once "scheme://" is read it is never re-read as a host, as in `_split`), an ASCII
 # name of letters, digits, hyphens and single dots (one trailing dot allowed) whose last label
 # is not numeric (so it can be no IPv4 encoding), an optional numeric port, and then nothing
 # that needs unescaping, escaping, stripping or path normalization. Anything else declines the
 # shortcut and takes the full pipeline.
-_SCHEME_PART = r"(?:([A-Za-z][A-Za-z0-9+.-]*)://)?+"
+_SCHEME_PART = r"(?:([A-Za-z][A-Za-z0-9+.-]*)://|(?![A-Za-z][A-Za-z0-9+.-]*://|(?i:https?|wss?|ftp):))"
+"""Either "scheme://", or a position where no "scheme://" starts. The second branch stops the
+engine from backtracking out of a scheme it has read and taking the scheme as a host name
+(``http://[::1]/`` must decline, not give host ``http``). Written with a look-ahead rather than a
+possessive group ``(?:...)?+``
+(a special scheme with its colon but without "//" declines too: ``http:h/`` names host ``h``): CPython 3.11.0 to 3.11.4 (Debian 12 ships 3.11.2) mis-match
+possessive optional groups (gh-106052) and dropped the first character of a scheme-less URL.
+No possessive quantifier or atomic group is used anywhere in urlwarden for that reason. Cost
+stays linear: the match is anchored at the start, the scheme class cannot contain ":" so a
+scheme is read at most twice, and the name part's labels are separated by single dots."""
 _NAME_PART = (
     r"((?:[A-Za-z0-9-]+\.)*"
     r"(?!(?:0[xX][0-9a-fA-F]*|[0-9]+)(?![A-Za-z0-9-]))"  # the last label is not numeric
@@ -133,7 +163,7 @@ addressed to one, e.g. an origin by IP); other encodings (octal, hex, fewer part
 _SIMPLE_URL = re.compile(
     _SCHEME_PART
     + _NAME_PART
-    + r"(/[\x21\x22\x24\x26-\x3e\x40-\x7e]*)?"  # path: printable ASCII but "#", "%" and "?"
+    + r"(/[\x21\x22\x24\x26-\x3e\x40-\x5b\x5d-\x7e]*)?"  # path: printable ASCII but "#", "%", "?", "\\"
     + r"(?:\?([\x21\x22\x24\x26-\x7e]*))?"  # query: printable ASCII but "#" and "%"
     + r"(?:#.*)?\Z",  # a fragment is dropped before anything else, whatever it holds
     re.DOTALL,
@@ -250,6 +280,8 @@ def expressions(url: str | bytes | CanonicalURL, max_prefixes: int = MAX_PATH_PR
 
     Hosts: `host_suffixes`. Paths: the path with its query, the path alone, then the directory
     prefixes "/", "/a/", "/a/b/", ... (at most `max_prefixes`, itself capped at MAX_PATH_PREFIXES).
+    A path holding ``%00`` or ``;`` also gets its `_server_path` (with query, alone, then its
+    prefixes), because servers serve the listed resource under those forms too.
     """
     cu = url if isinstance(url, CanonicalURL) else parse(url)
     paths = lookup_paths(cu, max_prefixes)
@@ -329,8 +361,14 @@ def _unescape_once(raw: bytes) -> bytes:
 
 
 def _split(raw: bytes) -> tuple[str, bytes, bytes, bytes | None]:
-    """Split unescaped bytes into (scheme, authority, path, query)."""
-    m = _SCHEME.match(raw)
+    """Split unescaped bytes into (scheme, authority, path, query).
+
+    A special scheme (http, https, ws, wss, ftp) takes any run of "/" and "\\" as its "//"; a
+    "\\" ends the authority as "/" does, unless an "@" follows it there (``a\\@b``: browsers
+    refuse such a host, other clients connect to ``b``, and taking ``b`` is what the Safe
+    Browsing rule "host after the last @" has always done).
+    """
+    m = _SPECIAL_SCHEME.match(raw) or _SCHEME.match(raw)
     if m:
         scheme = m.group(1).decode("ascii").lower()
         rest = raw[m.end():]
@@ -338,6 +376,10 @@ def _split(raw: bytes) -> tuple[str, bytes, bytes, bytes | None]:
         scheme, rest = "http", raw[2:] if raw.startswith(b"//") else raw
     rest, qmark, query = rest.partition(b"?")
     authority, slash, path = rest.partition(b"/")
+    if b"\\" in authority:
+        host_part, _, after = authority.partition(b"\\")
+        if b"@" not in after:
+            authority, slash, path = host_part, b"/", after + slash + path
     return scheme, authority, slash + path, query if qmark else None
 
 
@@ -391,7 +433,12 @@ def _idna_to_ascii(host: bytes) -> bytes:
         try:
             labels.append(idna.alabel(label))
         except (UnicodeError, idna.IDNAError):
-            labels.append(label.encode("utf-8"))
+            # IDNA 2008 refuses it (a symbol such as U+2603), but browsers apply UTS #46, which
+            # admits it after mapping: they send its punycode, so that is its canonical form
+            try:
+                labels.append(b"xn--" + label.encode("punycode"))
+            except UnicodeError:
+                labels.append(label.encode("utf-8"))
     return b".".join(labels)
 
 
@@ -424,9 +471,17 @@ def _ipv4_number(part: str) -> int:
 
 
 def _normalize_path(path: bytes) -> bytes:
-    """Resolve "." and ".." segments and collapse runs of slashes (never touches the query)."""
+    """Resolve "." and ".." segments and collapse runs of slashes (never touches the query).
+
+    "\\" and the overlong UTF-8 forms of "/" are slashes first: browsers send "\\" as "/", and
+    IIS takes "\\" (also as ``%5C``) and, before MS00-078, ``%c0%af`` for "/" (docs/lists.md).
+    """
     if not path:
         return b"/"
+    if b"\\" in path:
+        path = path.replace(b"\\", b"/")
+    if b"\xc0\xaf" in path or b"\xe0\x80\xaf" in path:
+        path = _OVERLONG_SLASH.sub(b"/", path)
     if b"/." not in path:
         return _MULTI_SLASHES.sub(b"/", path)
     segments: list[bytes] = []
@@ -450,12 +505,29 @@ def _escape(raw: bytes) -> str:
 
 def _path_variants(path: str, query: str | None, max_prefixes: int) -> list[str]:
     variants = [path] if query is None else [f"{path}?{query}", path]
-    end = 0
-    for _ in range(max_prefixes):
-        prefix = path[: end + 1]
-        if prefix not in variants:
-            variants.append(prefix)
-        end = path.find("/", end + 1)
-        if end < 0:
-            break
+    server = _server_path(path) if ";" in path or "%00" in path else path
+    if server != path:
+        variants += [server] if query is None else [f"{server}?{query}", server]
+    for source in (path, server) if server != path else (path,):
+        end = 0
+        for _ in range(max_prefixes):
+            prefix = source[: end + 1]
+            if prefix not in variants:
+                variants.append(prefix)
+            end = source.find("/", end + 1)
+            if end < 0:
+                break
     return variants
+
+
+def _server_path(path: str) -> str:
+    """The path as servers that drop what Safe Browsing keeps would serve it: cut at the first
+    NUL (``%00``: C/CGI and old PHP end the file name there) and without ``;params`` in any
+    segment (Java servlet containers: ``/a;jsessionid=1/b.jsp`` is ``/a/b.jsp``)."""
+    cut = path.find("%00")
+    if cut >= 0:
+        path = path[:cut]
+    if ";" in path:
+        path = "/".join(segment.partition(";")[0] for segment in path.split("/"))
+    path = _MULTI_SLASH_TEXT.sub("/", path)
+    return path if path.startswith("/") else "/" + path

@@ -13,7 +13,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import __version__, canon
+from . import __version__, canon, canon_selfcheck
 from .errors import UrlwardenError
 from .lists import load_list, parse_list_spec, write_sha256_list
 from .matcher import build
@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if passthrough and args.command != "run":
         parser.error("options after '--' are only for 'urlwarden run'")
     try:
+        canon_selfcheck.verify()  # before any command canonicalizes: a wrong answer blocks nothing
         return args.func(args, passthrough)
     except UrlwardenError as exc:
         print(f"urlwarden: {exc}", file=sys.stderr)

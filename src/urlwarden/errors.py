@@ -3,8 +3,10 @@
     UrlwardenError            base: the CLI prints "urlwarden: <message>" and exits 2
     ├── ListError             a list file is unreadable, not its declared format, or has no valid entry
     ├── ConfigError           the configuration file or an option is invalid
-    └── FeedError             a feed update failed (download, verification, validation); the
-                              current list stays in force
+    ├── FeedError             a feed update failed (download, verification, validation); the
+    │                         current list stays in force
+    └── SelfCheckError        the URL canonicalizer gives wrong answers on this interpreter:
+                              nothing starts (urlwarden.canon_selfcheck)
 
 Foreign exceptions (OSError, yaml, csv, UnicodeDecodeError) are translated into these at the
 boundary where they happen, with the file (and line, where there is one) in the message, so
@@ -29,3 +31,7 @@ class ConfigError(UrlwardenError):
 
 class FeedError(UrlwardenError):
     """A feed could not be updated; blocking continues with the list already loaded."""
+
+
+class SelfCheckError(UrlwardenError):
+    """The canonicalizer failed its start-up vectors; no front end may start."""

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Iterable
 
 WRITE_CHUNK = 64 * 1024 * 1024
 """Bytes per write call: a multi-gigabyte part is written in pieces, never copied whole."""
+
+TEMP_PREFIX = ".urlwarden-"
+"""Every temporary file urlwarden creates beside the file it replaces starts with this."""
+
+STALE_TEMP_AGE = 600.0
+"""Seconds since its last write after which one of our temporary files is taken as left behind
+by a killed process. Another process sharing the directory (proxy workers, Squid helpers) may be
+writing one right now: a live write touches the file at least every `WRITE_CHUNK` bytes, and ten
+minutes covers even a slow fsync on an SD card."""
+
+_OUR_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[a-z0-9_]{8}\.(?:tmp|sha256|csv)\Z")
+"""`tempfile.mkstemp` names with our prefix and one of the suffixes we give it; nothing else."""
 
 
 def write_atomically(path: str, parts: Iterable[bytes]) -> None:
@@ -19,7 +34,7 @@ def write_atomically(path: str, parts: Iterable[bytes]) -> None:
     on failure.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".urlwarden-", suffix=".tmp")
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".tmp")
     replaced = False
     try:
         with os.fdopen(fd, "wb") as f:
@@ -50,3 +65,31 @@ def fsync_directory(directory: str) -> None:
         pass  # some file systems refuse fsync on directories; the data itself is synced
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(directory: str, now: float | None = None, min_age: float = STALE_TEMP_AGE) -> int:
+    """Remove our own temporary files in `directory` untouched for `min_age` seconds; how many.
+
+    A process killed during `write_atomically` (or a feed save) leaves its full-size temporary
+    file behind, and nothing else would ever remove it. Only regular files named as we name them
+    (`TEMP_PREFIX`, eight ``mkstemp`` characters, ``.tmp``/``.sha256``/``.csv``) are candidates;
+    anything else in the directory is left alone. Errors are ignored: this is housekeeping.
+    """
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return 0
+    with entries:
+        for entry in entries:
+            if not _OUR_TEMP_NAME.match(entry.name):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and info.st_mtime <= now - min_age:
+                    os.unlink(entry.path)
+                    removed += 1
+            except OSError:
+                continue
+    return removed

@@ -97,7 +97,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
-from . import blockpage, canon, logs
+from . import blockpage, canon, canon_selfcheck, logs
 from .config import Config, load_config
 from .engine import State, host_severity, request_verdict
 from .errors import ConfigError, FeedError, UrlwardenError
@@ -652,6 +652,7 @@ def serve(config: Config, stdin_binary: BinaryIO, stdout_binary: BinaryIO) -> in
     and exits 2; Squid then reports the helper as crashing instead of running it unfiltered).
     """
     logs.configure_logging(config.logging.level, stream=sys.stderr)
+    canon_selfcheck.verify()  # before any list is read; a wrong canonicalizer blocks nothing
     shorten_gil_switch_interval()  # the background thread must not keep answers waiting
     helper = SquidHelper(config)
     with _signal_handler(signal.SIGHUP, lambda *_: helper.request_reload()):

@@ -454,6 +454,7 @@ class FeedManager:
         ``last_error`` and skipped; it is never an exception here.
         """
         restored: list[ParsedList] = []
+        self._store.remove_stale_temporaries()  # what a process killed during a save left behind
         for name, spec in self._specs.items():
             with self._refreshing[name]:
                 state = self._states[name]

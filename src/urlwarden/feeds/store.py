@@ -12,7 +12,9 @@ Policy:
   URLs of abuse material in clear. The one thing lost is the plain list's folder depth, so the
   matcher generates all directory prefixes for a restored plain feed until its next full list.
 * Every write is atomic (temp file in the same directory, fsync, `os.replace`, directory fsync;
-  files are created 0600): a crash leaves the previous copy whole. The list is written first,
+  files are created 0600): a crash leaves the previous copy whole. A temporary file a killed
+  process left behind (``.urlwarden-XXXXXXXX.tmp``/``.sha256``/``.csv``, untouched for ten
+  minutes) is removed at start and after every save; nothing else in the directory is touched. The list is written first,
   the metadata second; the metadata names the list's checksum, so a list whose metadata did not
   follow (or is missing) is still used, but with no version, and the next fetch is a full one.
 * A state directory that cannot be written is reported (`FeedError`); the manager keeps the
@@ -40,7 +42,7 @@ from urlwarden.feeds import FeedVersion
 from urlwarden.feeds.payload import checksum as list_checksum
 from urlwarden.feeds.payload import normalize
 from urlwarden.lists import ListSpec, ParsedList, _write_atomically, load_list, write_sha256_list
-from urlwarden.fsutil import fsync_directory
+from urlwarden.fsutil import TEMP_PREFIX, fsync_directory, remove_stale_temporaries
 
 __all__ = ["COMPILED_SUFFIX", "METADATA_VERSION", "LastKnownGood", "StoredFeed"]
 
@@ -74,6 +76,11 @@ class LastKnownGood:
 
     def __init__(self, state_dir: str | os.PathLike[str]):
         self.state_dir = os.fspath(state_dir)
+
+    def remove_stale_temporaries(self) -> int:
+        """Remove temporary files a killed save left in the state directory (`fsutil.STALE_TEMP_AGE`
+        old, our own names only); returns how many. Run at start and after every save."""
+        return remove_stale_temporaries(self.state_dir)
 
     def list_path(self, name: str, parsed: ParsedList) -> str:
         """Where `parsed` would be saved for feed `name`."""
@@ -138,6 +145,7 @@ class LastKnownGood:
             if stale != path:
                 _remove_quietly(stale)
         self._write_compiled(name, stamp, _as_stored(parsed, name, path))
+        self.remove_stale_temporaries()  # a restart soon after a kill -9 finds its file still fresh
         self.save_metadata(
             name,
             path,
@@ -281,7 +289,7 @@ class LastKnownGood:
         """`write_sha256_list` to a temp name, then into place; returns the new file's stamp,
         taken before it can be seen under `path` (so it is this file's, whoever writes next)."""
         try:
-            fd, temp = tempfile.mkstemp(dir=self.state_dir, prefix=".urlwarden-", suffix=os.path.splitext(path)[1])
+            fd, temp = tempfile.mkstemp(dir=self.state_dir, prefix=TEMP_PREFIX, suffix=os.path.splitext(path)[1])
             os.close(fd)
         except OSError as exc:
             raise ListError(f"{path}: cannot write ({exc.strerror or exc})") from None
