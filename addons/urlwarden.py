@@ -1,6 +1,6 @@
 """Thin mitmproxy entry script: ``mitmdump -s addons/urlwarden.py --set urlwarden_config=FILE``.
 
-The addon itself lives in the installed urlwarden package (`urlwarden.addon.UrlWarden`);
+The addon itself lives in the installed urlwarden package (`urlwarden.frontends.proxy.addon.UrlWarden`);
 ``make run`` installs it into .venv.
 """
 
@@ -14,8 +14,8 @@ _here = os.path.dirname(os.path.abspath(__file__))
 _saved_path = sys.path[:]
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 try:
-    UrlWarden = importlib.import_module("urlwarden.addon").UrlWarden
-    TunnelGuard = importlib.import_module("urlwarden.addon_tunnel").TunnelGuard
+    UrlWarden = importlib.import_module("urlwarden.frontends.proxy.addon").UrlWarden
+    TunnelGuard = importlib.import_module("urlwarden.frontends.proxy.tunnel").TunnelGuard
 finally:
     sys.path[:] = _saved_path
 

@@ -48,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from urlwarden.lists import ParsedList, write_sha256_list  # noqa: E402
+from urlwarden.core.lists import ParsedList, write_sha256_list  # noqa: E402
 
 URLWARDEN = str(Path(sys.executable).with_name("urlwarden"))
 LISTED_HOST = "listed.coldstart.test"

@@ -5,7 +5,7 @@ Synthetic lists only (hosts under .bench.test, traffic under .example); nothing 
 network. For each size and format it prints:
 
     parse s     time to parse the list text / file into a ParsedList
-    load s      time to read the same list from its compiled form (`urlwarden.compiled`, what a
+    load s      time to read the same list from its compiled form (`urlwarden.core.compiled`, what a
                 feed's last-known-good copy is restored from), instead of parsing it
     build s     time to compile the ParsedList into a Snapshot
     checks/s    Snapshot.match() calls per second on one core, over 1 % listed URLs (every one
@@ -49,10 +49,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from urlwarden import compiled  # noqa: E402
+from urlwarden.core import compiled  # noqa: E402
 from urlwarden.feeds.payload import normalize  # noqa: E402
-from urlwarden.lists import ListSpec, load_list, parse_text, write_sha256_list  # noqa: E402
-from urlwarden.matcher import build  # noqa: E402
+from urlwarden.core.lists import ListSpec, load_list, parse_text, write_sha256_list  # noqa: E402
+from urlwarden.core.matcher import build  # noqa: E402
 
 DEFAULT_SIZES = (10_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)

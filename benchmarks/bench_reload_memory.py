@@ -5,7 +5,7 @@ Starts a real ``urlwarden run`` with a synthetic list of N entries, sends SIGHUP
 a few clients send blocked requests (on loopback; nothing is fetched upstream), and prints after
 the start and after each reload (once its "lists loaded" line is logged and two seconds have
 passed): resident memory, open file descriptors, and mappings of deleted snapshot hand-over
-files (``urlwarden-build-*``, see `urlwarden.snapfile`).
+files (``urlwarden-build-*``, see `urlwarden.core.snapfile`).
 
 Usage: .venv/bin/python benchmarks/bench_reload_memory.py [--entries N] [--reloads K] [--clients C]
 Results: docs/performance.md ("Reload memory").

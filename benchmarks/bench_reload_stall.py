@@ -3,7 +3,7 @@
 
 What the addon does on SIGHUP, without mitmproxy, nginx or wrk: the runtime's load runs in a
 worker thread (``asyncio.to_thread``) and hands the parsing and compiling to a child process
-(`urlwarden.offload`), while the event loop runs a timer every millisecond; every late timer is
+(`urlwarden.runtime.offload`), while the event loop runs a timer every millisecond; every late timer is
 a stall a request would have seen. Then the swap as the addon does it, timed on the loop: the
 one assignment and dropping the old state. ``--in-process`` runs
 `engine.load_state` in the worker thread instead (how reloads worked before the child process).
@@ -34,9 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from urlwarden.config import load_config  # noqa: E402
-from urlwarden.engine import load_state, rebuild  # noqa: E402
+from urlwarden.runtime.engine import load_state, rebuild  # noqa: E402
 from urlwarden.feeds.manager import FeedManager  # noqa: E402
-from urlwarden.offload import Offloader, run_job  # noqa: E402
+from urlwarden.runtime.offload import Offloader, run_job  # noqa: E402
 
 TICK = 0.001  # seconds between timer callbacks on the event loop
 SETTLE = 0.5  # seconds of ticks before and after the build

@@ -17,8 +17,8 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHello, ClientHelloData
 
-from urlwarden.addon import UrlWarden
-from urlwarden.offload import GIL_SWITCH_INTERVAL
+from urlwarden.frontends.proxy.addon import UrlWarden
+from urlwarden.runtime.offload import GIL_SWITCH_INTERVAL
 
 LIST = "listed.test/\npaths.test/folder/\n"
 
@@ -220,7 +220,7 @@ def test_running_shortens_the_gil_switch_interval(addon_ctx):
         sys.setswitchinterval(before)
 
 
-# --- what may reach a host (urlwarden.protocols), unparseable names ------------------------------
+# --- what may reach a host (urlwarden.runtime.protocols), unparseable names ------------------------------
 
 def sample(addon, name: str, **labels) -> float:
     return addon.metrics.registry.get_sample_value(name, labels) or 0.0

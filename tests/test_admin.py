@@ -1,4 +1,4 @@
-"""urlwarden.admin: a real AdminServer on loopback, driven with real HTTP requests."""
+"""urlwarden.frontends.admin: a real AdminServer on loopback, driven with real HTTP requests."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from urlwarden import admin as admin_module
-from urlwarden.admin import AdminServer, render_status_html, sanitize_status
+from urlwarden.frontends import admin as admin_module
+from urlwarden.frontends.admin import AdminServer, render_status_html, sanitize_status
 from urlwarden.errors import ConfigError
 from urlwarden.metrics import Metrics
 
@@ -467,7 +467,7 @@ def test_with_a_token_any_host_header_is_fine(server):
 
 # --- module hygiene (for all of the operations modules) ----------------------------------------
 
-OPERATIONS_MODULES = ["urlwarden.admin", "urlwarden.metrics", "urlwarden.logs", "urlwarden.sdnotify",
+OPERATIONS_MODULES = ["urlwarden.frontends.admin", "urlwarden.metrics", "urlwarden.logs", "urlwarden.frontends.sdnotify",
                       "urlwarden.selftest"]
 
 

@@ -1,4 +1,4 @@
-"""Tests of urlwarden.canon.
+"""Tests of urlwarden.core.canon.
 
 The first table is every example of the Safe Browsing v4 "URLs and Hashing" document, row for
 row, with one change: the document's real domains are renamed to reserved names (``.example``,
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from urlwarden import canon
+from urlwarden.core import canon
 
 SPEC_EXAMPLES = [
     ("http://host/%25%32%35", "http://host/%25"),

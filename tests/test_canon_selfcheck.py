@@ -1,4 +1,4 @@
-"""The start-up self-check of the canonicalizer (urlwarden.canon_selfcheck) and the front ends
+"""The start-up self-check of the canonicalizer (urlwarden.core.selfcheck) and the front ends
 that must refuse to start when it fails: the ``urlwarden`` command, the Squid helper and the
 mitmproxy addon.
 
@@ -19,8 +19,10 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from urlwarden import canon, canon_selfcheck, cli, squid
-from urlwarden.addon import UrlWarden
+from urlwarden import cli
+from urlwarden.core import canon, selfcheck as canon_selfcheck
+from urlwarden.frontends import squid
+from urlwarden.frontends.proxy.addon import UrlWarden
 from urlwarden.config import load_config
 from urlwarden.errors import SelfCheckError
 

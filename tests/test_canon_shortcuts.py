@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from urlwarden import canon
+from urlwarden.core import canon
 
 PIECES = (
     list("abcXYZ019.-_/?#%@:[]~!$&'()*+,;=\\ \t\r\n\x0b\x7f")

@@ -1,4 +1,4 @@
-"""End to end: which protocols reach a host (urlwarden.protocols), and names that cannot be parsed.
+"""End to end: which protocols reach a host (urlwarden.runtime.protocols), and names that cannot be parsed.
 
 A real `urlwarden run`, a real origin that records every connection and request it sees, and
 raw sockets. Every refused case proves that no byte reached the origin: it records a connection

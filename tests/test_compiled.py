@@ -1,4 +1,4 @@
-"""Tests for urlwarden.compiled and the compiled last-known-good copy in urlwarden.feeds.store.
+"""Tests for urlwarden.core.compiled and the compiled last-known-good copy in urlwarden.feeds.store.
 
 Every entry is synthetic (.test names). The properties: a round trip gives an equal list and a
 snapshot with identical verdicts and host statuses; any damaged, truncated, outdated or foreign
@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from urlwarden import compiled, matcher
+from urlwarden.core import compiled, matcher
 from urlwarden.errors import ListError
 from urlwarden.feeds import FeedVersion
 from urlwarden.feeds.payload import checksum, normalize
 from urlwarden.feeds.store import COMPILED_SUFFIX, LastKnownGood
-from urlwarden.lists import ListSpec, ParsedList, digest, load_list, parse_text, write_sha256_list
-from urlwarden.matcher import HostStatus
+from urlwarden.core.lists import ListSpec, ParsedList, digest, load_list, parse_text, write_sha256_list
+from urlwarden.core.matcher import HostStatus
 
 SOURCE = "list.sha256:1:2:3"
 

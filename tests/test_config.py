@@ -188,7 +188,7 @@ def test_feed_admin_access_errors(text, message, tmp_path):
 
 
 def test_a_tuf_feed_gets_the_adapters_default_refresh_and_paths_relative_to_the_config(tmp_path):
-    from urlwarden.tufrepo import init_keys
+    from urlwarden.exports.tufrepo import init_keys
 
     init_keys(str(tmp_path / "keys"))
     text = """

@@ -1,4 +1,4 @@
-"""Tests of urlwarden.engine: request verdicts over every name, TLS actions per host."""
+"""Tests of urlwarden.runtime.engine: request verdicts over every name, TLS actions per host."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from urlwarden.config import HttpsPolicy
-from urlwarden.engine import TlsAction, UnparseableName, connection_status, request_verdict, tls_action, url_for
-from urlwarden.lists import make_spec, parse_text
-from urlwarden.matcher import HostStatus, build
+from urlwarden.runtime.engine import TlsAction, UnparseableName, connection_status, request_verdict, tls_action, url_for
+from urlwarden.core.lists import make_spec, parse_text
+from urlwarden.core.matcher import HostStatus, build
 
 PLAIN = "listed.test/\npaths.test/folder/\n"
 

@@ -1,4 +1,4 @@
-"""urlwarden.export: stage-1 diversion addresses and fleet snapshots.
+"""urlwarden.exports.export: stage-1 diversion addresses and fleet snapshots.
 
 No name is ever resolved for real: every resolver here is an injected function (the system
 resolver is tested with an injected ``getaddrinfo``). Addresses are documentation ranges and
@@ -24,10 +24,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from urlwarden import export
+from urlwarden.exports import export
 from urlwarden.config import parse_config
 from urlwarden.errors import ConfigError, FeedError, ListError, UrlwardenError
-from urlwarden.export import (
+from urlwarden.exports.export import (
     Confirmations,
     ExportSettings,
     SharedNetwork,
@@ -48,7 +48,7 @@ from urlwarden.feeds import FeedVersion
 from urlwarden.feeds.manager import FeedManager, FeedSpec
 from urlwarden.feeds.payload import checksum, load_public_key, parse_full, verify_signature
 from urlwarden.feeds.store import LastKnownGood
-from urlwarden.lists import load_list, make_spec, parse_text
+from urlwarden.core.lists import load_list, make_spec, parse_text
 
 URLWARDEN = str(Path(sys.executable).with_name("urlwarden"))
 ip = ipaddress.ip_address
@@ -889,7 +889,7 @@ def test_tuf_publisher_settings(tmp_path):
 
 
 def test_key_flag_writes_the_deprecated_format_with_a_warning_and_keys_add_a_tuf_repository(tmp_path):
-    from urlwarden.tufrepo import init_keys
+    from urlwarden.exports.tufrepo import init_keys
 
     config = snapshot_config(tmp_path)
     save_lkg(config)
@@ -908,8 +908,8 @@ def test_key_flag_writes_the_deprecated_format_with_a_warning_and_keys_add_a_tuf
 
 
 def test_every_publishes_repeatedly_and_survives_a_failed_run(tmp_path):
-    from urlwarden.export import export_snapshot_every
-    from urlwarden.tufrepo import init_keys
+    from urlwarden.exports.export import export_snapshot_every
+    from urlwarden.exports.tufrepo import init_keys
 
     config = snapshot_config(tmp_path)
     save_lkg(config)

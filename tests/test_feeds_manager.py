@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.support.feedserver import FeedServer, Reply
-from urlwarden import matcher
+from urlwarden.core import matcher
 from urlwarden.errors import FeedError
 from urlwarden.feeds import FeedAdapter, FeedPayload, FeedVersion, register_adapter
 from urlwarden.feeds import _registered as registered_adapters

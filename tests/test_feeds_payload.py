@@ -25,7 +25,7 @@ from urlwarden.feeds.payload import (
     parse_full,
     verify_signature,
 )
-from urlwarden.lists import ListSpec, digest, parse_text
+from urlwarden.core.lists import ListSpec, digest, parse_text
 
 
 def sha(text: str) -> str:

@@ -21,7 +21,7 @@ from urlwarden.feeds import make_adapter
 from urlwarden.feeds.manager import FeedManager, FeedSpec
 from urlwarden.feeds.payload import checksum, parse_full
 from urlwarden.feeds.tuf import TufAdapter
-from urlwarden.tufrepo import KeyStore, ListTarget, TufSettings, init_keys, publish, rotate_key
+from urlwarden.exports.tufrepo import KeyStore, ListTarget, TufSettings, init_keys, publish, rotate_key
 
 FIRST = ["listed.test", "also.test"]
 SECOND = ["listed.test", "also.test", "new.test"]

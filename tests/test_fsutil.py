@@ -1,4 +1,4 @@
-"""urlwarden.fsutil: atomic writes and the removal of temporary files a killed writer left."""
+"""urlwarden.core.fsutil: atomic writes and the removal of temporary files a killed writer left."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from urlwarden import fsutil
+from urlwarden.core import fsutil
 
 NOW = 1_800_000_000.0
 OLD = NOW - fsutil.STALE_TEMP_AGE - 1

@@ -1,5 +1,5 @@
-"""Unit tests of the admin home page: rendering (`urlwarden.homepage`) and serving (`/`, `/ca.pem`
-on `urlwarden.admin.AdminServer`). tests/test_homepage_e2e.py looks at it in Chromium."""
+"""Unit tests of the admin home page: rendering (`urlwarden.frontends.homepage`) and serving (`/`, `/ca.pem`
+on `urlwarden.frontends.admin.AdminServer`). tests/test_homepage_e2e.py looks at it in Chromium."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import http.client
 
 import pytest
 
-from urlwarden.admin import AdminServer
-from urlwarden.homepage import protection_state, render_home
+from urlwarden.frontends.admin import AdminServer
+from urlwarden.frontends.homepage import protection_state, render_home
 from urlwarden.metrics import Metrics
 
 TOKEN = "t0ken-for-the-home-page"

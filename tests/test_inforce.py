@@ -1,8 +1,8 @@
-"""Tests for urlwarden.inforce.Runtime: one owner of what is in force.
+"""Tests for urlwarden.runtime.inforce.Runtime: one owner of what is in force.
 
 An in-memory feed adapter registered in this process (`register_adapter`, as docs/feeds.md
 recommends for embedding) feeds the runtime; builds run in this process or in real child
-processes (`urlwarden.offload`). The clock is a fake one: staleness and backoff without sleeping.
+processes (`urlwarden.runtime.offload`). The clock is a fake one: staleness and backoff without sleeping.
 All entries are synthetic (.test names).
 """
 
@@ -18,11 +18,11 @@ import pytest
 from urlwarden import feeds as feeds_package
 from urlwarden.config import load_config
 from urlwarden.errors import FeedError, ListError
-from urlwarden.feedloop import FeedLoop
+from urlwarden.runtime.feedloop import FeedLoop
 from urlwarden.feeds import FeedAdapter, FeedPayload, FeedVersion, register_adapter
-from urlwarden.inforce import Runtime
+from urlwarden.runtime.inforce import Runtime
 from urlwarden.metrics import Metrics
-from urlwarden.offload import Offloader
+from urlwarden.runtime.offload import Offloader
 
 
 class MemorySource:
@@ -134,7 +134,7 @@ def test_a_load_overlapping_a_feed_update_publishes_the_newest_lists(tmp_path, m
     runtime.refresh("hotline") and runtime.rebuild()
     assert blocked(runtime, "http://listed.test/")
 
-    from urlwarden import inforce
+    from urlwarden.runtime import inforce
 
     real = inforce.run_job
     in_build, release = threading.Event(), threading.Event()

@@ -3,7 +3,7 @@
 A real ``mitmdump -s addons/urlwarden.py`` (and ``urlwarden run``) process: the sockets it
 listens on are read with ``ss -ltnp`` for its PID, and other local addresses on the same port
 must refuse connections. Listen options wider than the configuration's ``listen`` stop start-up
-with one line, before anything is bound (docs/configuration.md, urlwarden.listenscope).
+with one line, before anything is bound (docs/configuration.md, urlwarden.frontends.proxy.listenscope).
 """
 
 from __future__ import annotations

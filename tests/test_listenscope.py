@@ -1,11 +1,11 @@
-"""urlwarden.listenscope: the proxy never listens wider than the configuration's listen."""
+"""urlwarden.frontends.proxy.listenscope: the proxy never listens wider than the configuration's listen."""
 
 from __future__ import annotations
 
 import pytest
 
 from urlwarden.errors import ConfigError
-from urlwarden.listenscope import ListenPlan, ListenTooWide, plan_listen, within
+from urlwarden.frontends.proxy.listenscope import ListenPlan, ListenTooWide, plan_listen, within
 
 SOURCE = "/etc/urlwarden/urlwarden.yaml"
 
@@ -74,7 +74,7 @@ def test_wider_is_refused_with_one_line(user_host, modes, message):
 def addon_context(tmp_path, listen: str):
     from mitmproxy.test import taddons
 
-    from urlwarden.addon import UrlWarden
+    from urlwarden.frontends.proxy.addon import UrlWarden
 
     config = tmp_path / "urlwarden.yaml"
     config.write_text(f"listen: {listen}\n")
@@ -108,7 +108,7 @@ def test_once_running_a_wider_mode_is_rejected_and_rolled_back(tmp_path, monkeyp
     addon, config, context = addon_context(tmp_path, "127.0.0.1:3128")
     with context as tctx:
         tctx.configure(addon, urlwarden_config=str(config))
-        monkeypatch.setattr("urlwarden.addon.proxy_running", lambda: True)
+        monkeypatch.setattr("urlwarden.frontends.proxy.addon.proxy_running", lambda: True)
         with pytest.raises(exceptions.OptionsError, match="mode regular@0.0.0.0:9000 listens on 0.0.0.0"):
             tctx.configure(addon, mode=["regular", "regular@0.0.0.0:9000"])
         assert tctx.options.mode == ["regular"]

@@ -1,4 +1,4 @@
-"""Tests for urlwarden.lists: specs, the three formats, bad lines, ListError cases, hash-list.
+"""Tests for urlwarden.core.lists: specs, the three formats, bad lines, ListError cases, hash-list.
 
 Every entry is synthetic (.test / .example / .invalid names, loopback addresses).
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from urlwarden import canon
+from urlwarden.core import canon
 from urlwarden.errors import ListError
-from urlwarden.lists import (
+from urlwarden.core.lists import (
     FORMATS,
     MAX_ENTRY_LENGTH,
     MAX_LABEL_LENGTH,
@@ -534,7 +534,7 @@ def test_sample_lists_load_cleanly(name, selftest):
 
 
 def test_public_api_is_exported():
-    from urlwarden import lists
+    from urlwarden.core import lists
 
     assert all(hasattr(lists, name) for name in lists.__all__)
     assert {"ListSpec", "ParsedList", "load_list", "parse_text", "write_sha256_list"} <= set(lists.__all__)

@@ -1,4 +1,4 @@
-"""Tests for urlwarden.matcher: Safe Browsing semantics, allow lists, HostStatus, equivalences.
+"""Tests for urlwarden.core.matcher: Safe Browsing semantics, allow lists, HostStatus, equivalences.
 
 Every entry and URL is synthetic (.test / .example / .invalid names, loopback addresses).
 """
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from urlwarden import canon, matcher
-from urlwarden.lists import ListSpec, ParsedList, digest, load_list, parse_text, write_sha256_list
-from urlwarden.matcher import ALLOW, BLOCK, HostStatus, Snapshot, Verdict, build
+from urlwarden.core import canon, matcher
+from urlwarden.core.lists import ListSpec, ParsedList, digest, load_list, parse_text, write_sha256_list
+from urlwarden.core.matcher import ALLOW, BLOCK, HostStatus, Snapshot, Verdict, build
 
 
 def plain(lines: list[str], name: str = "block") -> ParsedList:

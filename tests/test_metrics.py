@@ -264,8 +264,8 @@ def test_forget_lists_drops_the_gauges_of_removed_lists(m):
 
 
 def test_lists_from_snapshot(m, tmp_path):
-    from urlwarden.lists import load_list, make_spec
-    from urlwarden.matcher import build
+    from urlwarden.core.lists import load_list, make_spec
+    from urlwarden.core.matcher import build
 
     (tmp_path / "a.txt").write_text("one.test/\ntwo.test/\n")
     (tmp_path / "ok.txt").write_text("one.test/fine\n")

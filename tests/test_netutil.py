@@ -1,8 +1,8 @@
-"""Tests for urlwarden.netutil: the one definition of loopback used by every rule that needs it."""
+"""Tests for urlwarden.core.netutil: the one definition of loopback used by every rule that needs it."""
 
 import pytest
 
-from urlwarden.netutil import is_loopback
+from urlwarden.core.netutil import is_loopback
 
 
 @pytest.mark.parametrize("host, expected", [

@@ -1,6 +1,6 @@
-"""Tests for building snapshots in a child process: lists.HostKeys, urlwarden.snapfile, urlwarden.offload.
+"""Tests for building snapshots in a child process: lists.HostKeys, urlwarden.core.snapfile, urlwarden.runtime.offload.
 
-The offload tests start real child processes (``python -m urlwarden.offload``) and compare what
+The offload tests start real child processes (``python -m urlwarden.runtime.offload``) and compare what
 comes back, through mapped buffers, with the same work done in this process: identical verdicts
 and host statuses for every probe URL. Every entry is synthetic (.test names).
 """
@@ -19,12 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from urlwarden import offload, snapfile
+from urlwarden.runtime import offload
+from urlwarden.core import snapfile
 from urlwarden.config import load_config
-from urlwarden.engine import load_state, rebuild
+from urlwarden.runtime.engine import load_state, rebuild
 from urlwarden.errors import FeedError, ListError
 from urlwarden.feeds.manager import FeedManager
-from urlwarden.lists import HostKeys, ListSpec, digest, parse_text
+from urlwarden.core.lists import HostKeys, ListSpec, digest, parse_text
 
 digests = st.binary(min_size=32, max_size=32)
 

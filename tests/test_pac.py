@@ -1,4 +1,4 @@
-"""The PAC file (urlwarden.pacfile): served at /proxy.pac without the token, printed by
+"""The PAC file (urlwarden.exports.pac): served at /proxy.pac without the token, printed by
 ``urlwarden pac`` (also as a data: URL), without DIRECT fallback, and free of list contents.
 What browsers do with it when the proxy is down is tested in test_pac_browser.py.
 
@@ -17,12 +17,12 @@ import subprocess
 
 import pytest
 
-from urlwarden.admin import AdminServer
+from urlwarden.frontends.admin import AdminServer
 from urlwarden.cli import main
-from urlwarden.pacfile import PAC_CONTENT_TYPE, default_pac_proxy, pac_data_url, parse_pac_proxy, render_pac
+from urlwarden.exports.pac import PAC_CONTENT_TYPE, default_pac_proxy, pac_data_url, parse_pac_proxy, render_pac
 from urlwarden.config import default_config_path, load_config
 from urlwarden.errors import ConfigError
-from urlwarden.export import list_hosts
+from urlwarden.exports.export import list_hosts
 
 TOKEN = "pac-test-token.1"
 PROXY = "127.0.0.1:8080"

@@ -1,11 +1,11 @@
-"""urlwarden.protocols: which carriers may reach a host, by host status (the table in its docstring)."""
+"""urlwarden.runtime.protocols: which carriers may reach a host, by host status (the table in its docstring)."""
 
 from __future__ import annotations
 
 import pytest
 
-from urlwarden.matcher import HostStatus
-from urlwarden.protocols import Carrier, allowed_carriers, may_reach, may_upgrade
+from urlwarden.core.matcher import HostStatus
+from urlwarden.runtime.protocols import Carrier, allowed_carriers, may_reach, may_upgrade
 
 C, P, U, W = HostStatus.CLEAN, HostStatus.PATHS, HostStatus.UNKNOWN, HostStatus.WHOLE
 

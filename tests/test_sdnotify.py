@@ -1,4 +1,4 @@
-"""urlwarden.sdnotify against real AF_UNIX datagram sockets (a path and an abstract name), and the
+"""urlwarden.frontends.sdnotify against real AF_UNIX datagram sockets (a path and an abstract name), and the
 systemd units in contrib/systemd that rely on it (Type=notify)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from urlwarden import sdnotify
+from urlwarden.frontends import sdnotify
 
 RECV_TIMEOUT = 5.0
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from urlwarden.lists import ListSpec, parse_text
-from urlwarden.matcher import build
+from urlwarden.core.lists import ListSpec, parse_text
+from urlwarden.core.matcher import build
 
 LIST = """\
 variants.test/folder/page.html

@@ -1,4 +1,4 @@
-"""The Squid front end (`urlwarden.squid`): helper protocol, reloads, feeds, block page server,
+"""The Squid front end (`urlwarden.frontends.squid`): helper protocol, reloads, feeds, block page server,
 and Debian's real Squid 5.7 running the helper and redirecting to the block page server.
 
 The end-to-end part runs ``squid -N`` (foreground, under the test's control) with its own
@@ -30,10 +30,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from urlwarden import squid
+from urlwarden.frontends import squid
 from urlwarden.config import load_config
-from urlwarden.engine import State
-from urlwarden.squid import BlockpageServer, SquidHelper, blockpage_answer, format_answer, parse_line
+from urlwarden.runtime.engine import State
+from urlwarden.frontends.squid import BlockpageServer, SquidHelper, blockpage_answer, format_answer, parse_line
 
 from tests.support.clients import curl
 from tests.support.proxyproc import ProxyProcess, free_port
@@ -142,8 +142,8 @@ def test_answers(helper, line, answer):
 
 
 def test_plain_list_entry_ids_are_digest_prefixes(helper):
-    from urlwarden.lists import load_list, make_spec
-    from urlwarden.matcher import build
+    from urlwarden.core.lists import load_list, make_spec
+    from urlwarden.core.matcher import build
 
     config = helper.state.config
     expected = build([load_list(make_spec(Path(config.source).parent / "plain.txt"))]).match("http://plain.test/")

@@ -1,4 +1,4 @@
-"""Unit tests for urlwarden.streaming: the streaming option, message trimming, the early answer."""
+"""Unit tests for urlwarden.frontends.proxy.streaming: the streaming option, message trimming, the early answer."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from mitmproxy.addons import proxyserver
 from mitmproxy.proxy.layers import http as layers_http
 from mitmproxy.test import taddons, tflow
 
-from urlwarden.addon import UrlWarden
-from urlwarden.streaming import (
+from urlwarden.frontends.proxy.addon import UrlWarden
+from urlwarden.frontends.proxy.streaming import (
     ENGINE_LOGGER, BodyStreaming, install_answer_before_body, stream_large_bodies_value,
 )
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from urlwarden.summary import describe_lists, service_status
+from urlwarden.runtime.summary import describe_lists, service_status
 
 AT = 1900000000.0  # 2030-03-17 17:46:40 UTC
 

@@ -1,4 +1,4 @@
-"""urlwarden.tufrepo: what the publisher writes always verifies with ngclient, through publishes
+"""urlwarden.exports.tufrepo: what the publisher writes always verifies with ngclient, through publishes
 and key rotations; key files, thresholds, and the export CLI around it.
 
 The repository is read by a real `tuf.ngclient.Updater` with a fetcher that reads the published
@@ -22,7 +22,7 @@ from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
 from urlwarden.feeds.payload import checksum, parse_full
-from urlwarden.tufrepo import (
+from urlwarden.exports.tufrepo import (
     ROLES,
     KeyStore,
     ListTarget,

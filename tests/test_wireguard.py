@@ -15,12 +15,12 @@ from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.test import taddons, tflow
 
 from urlwarden import cli
-from urlwarden.addon import UrlWarden
-from urlwarden.addon_tunnel import DOH_CANARY, TunnelGuard, is_doh_canary, put_before, tunnel_options
+from urlwarden.frontends.proxy.addon import UrlWarden
+from urlwarden.frontends.proxy.tunnel import DOH_CANARY, TunnelGuard, is_doh_canary, put_before, tunnel_options
 from urlwarden.config import WireGuardConfig, parse_config, parse_endpoint
 from urlwarden.errors import ConfigError
-from urlwarden.runner import wireguard_mode_args
-from urlwarden.wireguard import (
+from urlwarden.frontends.proxy.runner import wireguard_mode_args
+from urlwarden.frontends.wireguard import (
     client_config, default_route_address, devices, endpoint_for, endpoint_is_guessed, load_or_create_keys,
     public_key, qr_svg, qr_terminal,
 )
@@ -348,8 +348,8 @@ def test_dns_forwarding_to_a_loopback_resolver_is_allowed(address, refused):
 
 
 def test_wireguard_listeners_are_outside_the_proxy_listen_rule():
-    from urlwarden.addon import custom_mode_hosts
+    from urlwarden.frontends.proxy.addon import custom_mode_hosts
 
-    # The proxy's own listen rule (urlwarden.listenscope) still sees a wider regular listener.
+    # The proxy's own listen rule (urlwarden.frontends.proxy.listenscope) still sees a wider regular listener.
     assert custom_mode_hosts(["regular@0.0.0.0:8080", "wireguard:/k/phone.json@0.0.0.0:51820", "regular"]) == [
         ("regular@0.0.0.0:8080", "0.0.0.0")]

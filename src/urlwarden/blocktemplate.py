@@ -35,7 +35,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from .errors import ConfigError
+from urlwarden.errors import ConfigError
 
 __all__ = ["MAX_TEMPLATE_BYTES", "OperatorTemplate", "load_template"]
 

@@ -13,10 +13,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import __version__, canon, canon_selfcheck
-from .errors import UrlwardenError
-from .lists import load_list, parse_list_spec, write_sha256_list
-from .matcher import build
+from urlwarden import __version__
+from urlwarden.core import canon, selfcheck as canon_selfcheck
+from urlwarden.errors import UrlwardenError
+from urlwarden.core.lists import load_list, parse_list_spec, write_sha256_list
+from urlwarden.core.matcher import build
 
 EXIT_OK, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
 
@@ -186,9 +187,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args, passthrough: list[str]) -> int:
-    from .config import parse_listen
-    from .errors import ConfigError
-    from .runner import run
+    from urlwarden.config import parse_listen
+    from urlwarden.errors import ConfigError
+    from urlwarden.frontends.proxy.runner import run
 
     listen = None
     if args.listen:
@@ -206,7 +207,7 @@ def _cmd_run(args, passthrough: list[str]) -> int:
 
 def _wireguard_mode(text: str) -> tuple[str | None, int | None]:
     """``wireguard[@[HOST:]PORT]`` -> (host or None, port or None)."""
-    from .errors import ConfigError
+    from urlwarden.errors import ConfigError
 
     head, at, where = text.partition("@")
     if ":" in head:
@@ -221,9 +222,9 @@ def _wireguard_mode(text: str) -> tuple[str | None, int | None]:
 
 
 def _cmd_wireguard_client(args, _passthrough) -> int:
-    from .config import parse_endpoint
-    from .errors import ConfigError
-    from .wireguard import client_config, devices, endpoint_for, endpoint_is_guessed, load_or_create_keys, qr_terminal
+    from urlwarden.config import parse_endpoint
+    from urlwarden.errors import ConfigError
+    from urlwarden.frontends.wireguard import client_config, devices, endpoint_for, endpoint_is_guessed, load_or_create_keys, qr_terminal
 
     config = _load_config(args.config)
     override = None
@@ -251,8 +252,8 @@ def _cmd_wireguard_client(args, _passthrough) -> int:
 
 
 def _cmd_pac(args, _passthrough) -> int:
-    from .errors import ConfigError
-    from .pacfile import default_pac_proxy, pac_data_url, render_pac
+    from urlwarden.errors import ConfigError
+    from urlwarden.exports.pac import default_pac_proxy, pac_data_url, render_pac
 
     if args.proxy is not None:
         proxy = args.proxy
@@ -274,15 +275,15 @@ def _cmd_pac(args, _passthrough) -> int:
 
 
 def _cmd_squid_helper(args, _passthrough) -> int:
-    from .squid import serve
+    from urlwarden.frontends.squid import serve
 
     return serve(_load_config(args.config), sys.stdin.buffer, sys.stdout.buffer)
 
 
 def _cmd_blockpage_server(args, _passthrough) -> int:
-    from .config import parse_listen
-    from .errors import ConfigError
-    from .squid import serve_blockpage
+    from urlwarden.config import parse_listen
+    from urlwarden.errors import ConfigError
+    from urlwarden.frontends.squid import serve_blockpage
 
     try:
         listen = parse_listen(args.listen)
@@ -292,13 +293,13 @@ def _cmd_blockpage_server(args, _passthrough) -> int:
 
 
 def _cmd_export_divert(args, _passthrough) -> int:
-    from .export import export_divert
+    from urlwarden.exports.export import export_divert
 
     return export_divert(_load_config(args.config), args.format, args.output, args.confirm)
 
 
 def _cmd_export_snapshot(args, _passthrough) -> int:
-    from .export import export_snapshot, export_snapshot_every, snapshot_every
+    from urlwarden.exports.export import export_snapshot, export_snapshot_every, snapshot_every
 
     config = _load_config(args.config)
     every = args.every if args.every is not None else snapshot_every(config)
@@ -308,19 +309,19 @@ def _cmd_export_snapshot(args, _passthrough) -> int:
 
 
 def _cmd_export_keys_init(args, _passthrough) -> int:
-    from .export import export_keys_init
+    from urlwarden.exports.export import export_keys_init
 
     return export_keys_init(_load_config(args.config), args.directory, args.threshold)
 
 
 def _cmd_export_keys_rotate(args, _passthrough) -> int:
-    from .export import export_keys_rotate
+    from urlwarden.exports.export import export_keys_rotate
 
     return export_keys_rotate(_load_config(args.config), args.role, args.keys, args.keyid)
 
 
 def _cmd_export_keys_show(args, _passthrough) -> int:
-    from .export import export_keys_show
+    from urlwarden.exports.export import export_keys_show
 
     return export_keys_show(_load_config(args.config), args.keys)
 
@@ -379,8 +380,8 @@ def _warn_bad_lines(lists) -> None:
 
 def _snapshot_as_the_proxy_would(config_path: str | None, extra_allow):
     """The snapshot `urlwarden run` would build: static lists, feeds' last-known-good, allow lists."""
-    from .config import default_config_path
-    from .configcheck import inspect_config
+    from urlwarden.config import default_config_path
+    from urlwarden.runtime.configcheck import inspect_config
 
     inspection = inspect_config(config_path or default_config_path())
     for line in inspection.warnings:
@@ -410,13 +411,13 @@ def _check_line(url: str, verdict, as_json: bool) -> str:
 
 
 def _load_config(path: str | None):
-    from .config import default_config_path, load_config
+    from urlwarden.config import default_config_path, load_config
 
     return load_config(path or default_config_path())
 
 
 def _feed_manager(config):
-    from .feeds.manager import FeedManager
+    from urlwarden.feeds.manager import FeedManager
 
     if not config.feeds:
         print(f"urlwarden: {config.source}: no feeds configured (lists given by 'path' are read directly)",
@@ -428,7 +429,7 @@ def _feed_manager(config):
 def _cmd_update(args, _passthrough) -> int:
     import time
 
-    from .errors import FeedError
+    from urlwarden.errors import FeedError
 
     config = _load_config(args.config)
     manager = _feed_manager(config)
@@ -454,8 +455,8 @@ def _cmd_update(args, _passthrough) -> int:
 
 
 def _cmd_status(args, _passthrough) -> int:
-    from .config import default_config_path
-    from .configcheck import inspect_config
+    from urlwarden.config import default_config_path
+    from urlwarden.runtime.configcheck import inspect_config
 
     inspection = inspect_config(args.config or default_config_path())
     if inspection.config is None:
@@ -491,8 +492,8 @@ def _cmd_status(args, _passthrough) -> int:
 
 
 def _cmd_config_check(args, _passthrough) -> int:
-    from .config import default_config_path
-    from .configcheck import inspect_config
+    from urlwarden.config import default_config_path
+    from urlwarden.runtime.configcheck import inspect_config
 
     inspection = inspect_config(args.config or default_config_path())
     for line in inspection.warnings:
@@ -543,7 +544,7 @@ def _when(timestamp: float | None) -> str | None:
 
 
 def _cmd_selftest(args, _passthrough) -> int:
-    from .selftest import cases_from_config, run_selftest
+    from urlwarden.selftest import cases_from_config, run_selftest
 
     config = _load_config(args.config)
     cases = cases_from_config(config)

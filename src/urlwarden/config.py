@@ -19,14 +19,14 @@ from typing import Any, NoReturn
 
 import yaml
 
-from .pacfile import default_pac_proxy, parse_pac_proxy
-from .blockpage import DEFAULT_LANGUAGE, LANGUAGES, MAX_URL_CHARS, ListPolicy, Localized, PageSettings, http_url
-from .errors import ConfigError, FeedError
-from .feeds import get_adapter, make_adapter
-from .feeds.manager import FeedSpec
-from .feeds.payload import load_public_key
-from .lists import ListSpec, make_spec
-from .netutil import is_loopback
+from urlwarden.exports.pac import default_pac_proxy, parse_pac_proxy
+from urlwarden.blockpage import DEFAULT_LANGUAGE, LANGUAGES, MAX_URL_CHARS, ListPolicy, Localized, PageSettings, http_url
+from urlwarden.errors import ConfigError, FeedError
+from urlwarden.feeds import get_adapter, make_adapter
+from urlwarden.feeds.manager import FeedSpec
+from urlwarden.feeds.payload import load_public_key
+from urlwarden.core.lists import ListSpec, make_spec
+from urlwarden.core.netutil import is_loopback
 
 __all__ = [
     "AccessConfig", "AdminConfig", "Config", "HttpsPolicy", "ListConfig", "LoggingConfig",
@@ -300,7 +300,7 @@ class _Reader:
             self.fail(node, where, str(exc))
 
     def export(self, node: yaml.Node):
-        from .export import parse_export_settings  # export imports the feed store; load it only when used
+        from urlwarden.exports.export import parse_export_settings  # export imports the feed store; load it only when used
 
         try:
             return parse_export_settings(yaml.SafeLoader("").construct_object(node, deep=True), self.base_dir)
@@ -436,7 +436,7 @@ class _Reader:
         return Localized.of(texts)
 
     def template(self, node: yaml.Node, where: str):
-        from .blocktemplate import load_template  # imports Jinja2: only when a template is configured
+        from urlwarden.blocktemplate import load_template  # imports Jinja2: only when a template is configured
 
         path = self.base_dir / self.scalar(node, where, str, bool, "a template file path")
         try:

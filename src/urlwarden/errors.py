@@ -6,7 +6,7 @@
     ├── FeedError             a feed update failed (download, verification, validation); the
     │                         current list stays in force
     └── SelfCheckError        the URL canonicalizer gives wrong answers on this interpreter:
-                              nothing starts (urlwarden.canon_selfcheck)
+                              nothing starts (urlwarden.core.selfcheck)
 
 Foreign exceptions (OSError, yaml, csv, UnicodeDecodeError) are translated into these at the
 boundary where they happen, with the file (and line, where there is one) in the message, so

@@ -37,7 +37,7 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import IO
 
-from .errors import ConfigError
+from urlwarden.errors import ConfigError
 
 __all__ = [
     "BLOCK_EVENT_KEYS",
@@ -102,7 +102,7 @@ def _iso_utc(created: float) -> str:
 
 
 def _short_file(path: str) -> str:
-    """The file name from its package directory on (``urlwarden/matcher.py``), not the full
+    """The file name from its package directory on (``urlwarden/core/matcher.py``), not the full
     path (which may hold a user name)."""
     parts = path.replace("\\", "/").split("/")
     return "/".join(parts[-2:])

@@ -58,7 +58,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from . import __version__
+from urlwarden import __version__
 
 __all__ = [
     "DECISIONS",

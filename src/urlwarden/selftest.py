@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import __version__
+from urlwarden import __version__
 
 __all__ = [
     "DEFAULT_TIMEOUT",

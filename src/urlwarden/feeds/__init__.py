@@ -1,6 +1,6 @@
 """Feeds: block lists fetched from a licensed source and kept current safely.
 
-A *feed* is a list (in one of the `urlwarden.lists` formats) that urlwarden downloads and
+A *feed* is a list (in one of the `urlwarden.core.lists` formats) that urlwarden downloads and
 refreshes by itself instead of reading a file the operator maintains. The package is layered
 like requests' transport adapters; each layer is one module:
 

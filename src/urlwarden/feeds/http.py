@@ -54,7 +54,7 @@ import requests.exceptions
 
 from urlwarden import __version__
 from urlwarden.errors import FeedError
-from urlwarden.netutil import is_loopback
+from urlwarden.core.netutil import is_loopback
 from urlwarden.feeds import FeedAdapter, FeedPayload, FeedVersion
 
 __all__ = [

@@ -75,7 +75,7 @@ from urlwarden.feeds.payload import (
     verify_signature,
 )
 from urlwarden.feeds.store import LastKnownGood
-from urlwarden.lists import FORMATS, ParsedList
+from urlwarden.core.lists import FORMATS, ParsedList
 
 __all__ = [
     "DEFAULT_BACKOFF_BASE",
@@ -278,7 +278,7 @@ def examine(spec: FeedSpec, state_dir: str, state: _State, force: bool, payload:
     save a new list as the last-known-good. Raises `FeedError`.
 
     Pure in its inputs (the feed's spec, the state directory, the feed's state in force, the
-    payload and the time): this is the job a child process runs (see `urlwarden.offload`), so it
+    payload and the time): this is the job a child process runs (see `urlwarden.runtime.offload`), so it
     needs no adapter and no registry; fetching stays with the caller. `diff_failure` is why a
     diff did not apply, given when `payload` is the full list fetched instead (which must then be one).
     """
@@ -505,7 +505,7 @@ class FeedManager:
         `force` overrides the spec's ``force`` for this update. On failure the current list
         stays, the status records the error and the backoff, and `FeedError` is raised.
         The fetch happens in the calling thread (I/O: it waits, it does not compute). With an
-        `offloader` (`urlwarden.offload.Offloader`) the work between fetch and publishing (parse,
+        `offloader` (`urlwarden.runtime.offload.Offloader`) the work between fetch and publishing (parse,
         validate, save the last-known-good: `examine`) runs in a child process that gets the
         spec, the payload and the list in force, so a running proxy never waits for it;
         adapters are only ever used here, in this process (a registered one works too).
@@ -761,7 +761,7 @@ def _save(store: LastKnownGood, spec: FeedSpec, state: _State, notes: list[str],
 
 def _same_content(a: ParsedList, b: ParsedList) -> bool:
     return (
-        memoryview(a.digests) == memoryview(b.digests)  # (either may be mapped: see urlwarden.snapfile)
+        memoryview(a.digests) == memoryview(b.digests)  # (either may be mapped: see urlwarden.core.snapfile)
         and a.host_keys == b.host_keys
         and a.ids == b.ids
         and a.categories == b.categories

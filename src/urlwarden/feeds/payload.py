@@ -3,7 +3,7 @@
 Policy (docs/feeds.md has the publisher's view):
 
 * A **full list** is a list file in the feed's declared format (``plain``, ``sha256``, ``csv``;
-  parsed by `urlwarden.lists.parse_text`). It may start with one header line
+  parsed by `urlwarden.core.lists.parse_text`). It may start with one header line
   ``# urlwarden-list v1 serial=<serial> sha256=<checksum>`` (both fields optional), which is
   removed before parsing, also for csv. A body whose first non-blank character is ``<`` is
   refused outright (an HTML error page or XML, never a list).
@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from urlwarden.errors import FeedError, ListError
-from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ListSpec, ParsedList, parse_text
+from urlwarden.core.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ListSpec, ParsedList, parse_text
 
 __all__ = [
     "DIFF_FORMATS",

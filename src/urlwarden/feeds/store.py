@@ -4,7 +4,7 @@ Policy:
 
 * Per feed two files in the state directory (created with mode 0700 when missing):
   ``<feed>.sha256`` (or ``<feed>.csv`` when the list has ids or categories), the list in hashed
-  form as written by `urlwarden.lists.write_sha256_list`; and ``<feed>.json``, its metadata
+  form as written by `urlwarden.core.lists.write_sha256_list`; and ``<feed>.json``, its metadata
   (version, checksum, time of the last successful fetch, the feed's format and a fingerprint of
   its configuration).
 * Always the hashed form, for plain feeds too: a hashed list gives the same verdicts, entry ids
@@ -20,7 +20,7 @@ Policy:
 * A state directory that cannot be written is reported (`FeedError`); the manager keeps the
   update in memory and tries again at the next refresh.
 * Fast start: next to the list, ``<feed>.compiled`` holds the same list as loading it would
-  give (normalized, hashed form) in `urlwarden.compiled`'s binary format, so a restart reads it
+  give (normalized, hashed form) in `urlwarden.core.compiled`'s binary format, so a restart reads it
   in a fraction of the time parsing takes. It is a cache, never the source of truth: it records
   which file it was made from (inode, size, modification time: every save writes a new file)
   and is used only while the list file is still that one and its own checksums hold; otherwise
@@ -36,13 +36,13 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 
-from urlwarden import compiled
+from urlwarden.core import compiled
 from urlwarden.errors import FeedError, ListError
 from urlwarden.feeds import FeedVersion
 from urlwarden.feeds.payload import checksum as list_checksum
 from urlwarden.feeds.payload import normalize
-from urlwarden.lists import ListSpec, ParsedList, _write_atomically, load_list, write_sha256_list
-from urlwarden.fsutil import TEMP_PREFIX, fsync_directory, remove_stale_temporaries
+from urlwarden.core.lists import ListSpec, ParsedList, _write_atomically, load_list, write_sha256_list
+from urlwarden.core.fsutil import TEMP_PREFIX, fsync_directory, remove_stale_temporaries
 
 __all__ = ["COMPILED_SUFFIX", "METADATA_VERSION", "LastKnownGood", "StoredFeed"]
 
@@ -91,7 +91,7 @@ class LastKnownGood:
         return os.path.join(self.state_dir, name + ".json")
 
     def compiled_path(self, name: str) -> str:
-        """The compiled copy of the list (`urlwarden.compiled`), read instead of parsing it."""
+        """The compiled copy of the list (`urlwarden.core.compiled`), read instead of parsing it."""
         return os.path.join(self.state_dir, name + COMPILED_SUFFIX)
 
     def health_path(self, name: str) -> str:

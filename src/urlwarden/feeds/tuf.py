@@ -1,4 +1,4 @@
-"""The ``tuf`` feed adapter: a list from a TUF repository (`urlwarden.tufrepo`), read with
+"""The ``tuf`` feed adapter: a list from a TUF repository (`urlwarden.exports.tufrepo`), read with
 ``tuf.ngclient``.
 
 Every fetch runs the TUF client workflow against the repository at ``url``: root versions one by

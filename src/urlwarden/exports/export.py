@@ -44,7 +44,7 @@ names: cdn-hosted.test", and the exit status is 1; a ``--confirm`` file with the
 **Fleet snapshot** (`export_snapshot`, ``urlwarden export snapshot DIR``). A licensor counts
 downloads, so one node fetches and the others read a copy. With a TUF key directory (``--keys
 KEYDIR`` or ``export.snapshot.keys_dir``; `export_keys_init`, `export_keys_rotate`) DIR becomes a
-TUF repository whose targets are the same hashed lists (`urlwarden.tufrepo`; the nodes read it
+TUF repository whose targets are the same hashed lists (`urlwarden.exports.tufrepo`; the nodes read it
 with the ``tuf`` feed adapter), and ``--every SECONDS`` (`export_snapshot_every`) keeps
 re-publishing so the short-lived timestamp never expires while the publisher runs.
 
@@ -100,11 +100,11 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import canon
-from .errors import ConfigError, FeedError, ListError, UrlwardenError
-from .feeds.payload import checksum, encode_list_header, normalize, parse_full
-from .feeds.store import LastKnownGood
-from .lists import MAX_ENTRY_LENGTH, ListSpec, load_list, write_sha256_list
+from urlwarden.core import canon
+from urlwarden.errors import ConfigError, FeedError, ListError, UrlwardenError
+from urlwarden.feeds.payload import checksum, encode_list_header, normalize, parse_full
+from urlwarden.feeds.store import LastKnownGood
+from urlwarden.core.lists import MAX_ENTRY_LENGTH, ListSpec, load_list, write_sha256_list
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -314,7 +314,7 @@ _TUF_EXPIRY_KEYS = {"root_expiry": "root", "targets_expiry": "targets", "snapsho
 
 def _snapshot_settings(data: object, base_dir, where: str) -> SnapshotSettings:
     """``export.snapshot``: include_static, and the TUF publisher's keys_dir, every, expiries, thresholds."""
-    from .tufrepo import ROLES, TufError, TufSettings
+    from urlwarden.exports.tufrepo import ROLES, TufError, TufSettings
 
     fields = _mapping(data, where, ("include_static", "keys_dir", "every", "thresholds", *_TUF_EXPIRY_KEYS))
     values: dict[str, object] = {}
@@ -951,7 +951,7 @@ def export_snapshot(config, directory: str, key_path: str | None = None, *, keys
     list could not be exported this time; raises `UrlwardenError` (exit 2) when nothing can be.
 
     With a TUF key directory (`keys_dir`, or ``export.snapshot.keys_dir``) DIR becomes a TUF
-    repository (`urlwarden.tufrepo`); with `key_path` the detached-signature format is written
+    repository (`urlwarden.exports.tufrepo`); with `key_path` the detached-signature format is written
     (deprecated; both at once for a migration); with neither, the unsigned legacy format."""
     err = err or sys.stderr
     snapshot_settings = (settings or _settings_of(config)).snapshot
@@ -1004,8 +1004,8 @@ def _snapshot_items(config, snapshot_settings: SnapshotSettings, err: TextIO) ->
 
 def _export_tuf(directory: str, keys_dir: str, items: list[_Item], skipped: list[str],
                 snapshot_settings: SnapshotSettings, err: TextIO, clock: Callable[[], float]) -> None:
-    """Publish `items` as the targets of the TUF repository in `directory` (see `urlwarden.tufrepo`)."""
-    from .tufrepo import KeyStore, ListTarget, TufSettings, publish
+    """Publish `items` as the targets of the TUF repository in `directory` (see `urlwarden.exports.tufrepo`)."""
+    from urlwarden.exports.tufrepo import KeyStore, ListTarget, TufSettings, publish
 
     targets = [ListTarget(path=item.file, raw=item.body.split(b"\n", 1)[1], checksum=item.checksum,
                           entries=item.entries, source=item.source, upstream_serial=item.serial)
@@ -1296,7 +1296,7 @@ def snapshot_every(config) -> float | None:
 
 
 def _tuf_settings(config):
-    from .tufrepo import TufSettings
+    from urlwarden.exports.tufrepo import TufSettings
 
     value = _settings_of(config).snapshot.tuf
     return value if value is not None else TufSettings()
@@ -1311,7 +1311,7 @@ def _keys_dir(config, keys_dir: str | None) -> str:
 
 def export_keys_init(config, directory: str, thresholds: Sequence[str] = (), *, err: TextIO | None = None) -> int:
     """``urlwarden export keys init KEYDIR``: keys for the four roles and root version 1."""
-    from .tufrepo import ROLES, TufSettings, init_keys
+    from urlwarden.exports.tufrepo import ROLES, TufSettings, init_keys
 
     err = err or sys.stderr
     base = _tuf_settings(config)
@@ -1333,7 +1333,7 @@ def export_keys_init(config, directory: str, thresholds: Sequence[str] = (), *, 
 def export_keys_rotate(config, role: str, keys_dir: str | None = None, keyid: str | None = None, *,
                        err: TextIO | None = None) -> int:
     """``urlwarden export keys rotate ROLE``: a new key for ROLE through a new root version."""
-    from .tufrepo import KeyStore, rotate_key
+    from urlwarden.exports.tufrepo import KeyStore, rotate_key
 
     err = err or sys.stderr
     directory = _keys_dir(config, keys_dir)
@@ -1354,7 +1354,7 @@ def export_keys_show(config, keys_dir: str | None = None, *, out: TextIO | None 
 
 
 def _describe(directory: str) -> list[str]:
-    from .tufrepo import KeyStore, describe_keys
+    from urlwarden.exports.tufrepo import KeyStore, describe_keys
 
     store = KeyStore(directory)
     return [f"root version {store.root().signed.version}", *describe_keys(store)]

@@ -20,7 +20,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
-from .wireguard import qr_svg
+from urlwarden.frontends.wireguard import qr_svg
 
 __all__ = ["HomeFacts", "protection_state", "render_home"]
 

@@ -1,6 +1,6 @@
 """Hands large immutable values from one process to another through a file the receiver maps.
 
-Why: a reload builds a million-entry snapshot in a child process (`urlwarden.offload`) so that
+Why: a reload builds a million-entry snapshot in a child process (`urlwarden.runtime.offload`) so that
 the proxy's event loop never waits for it. Handing the result back with a plain pickle would
 make the proxy copy about 100 MB inside one `pickle.loads` call, holding the GIL for some 70 ms:
 a request stall of its own. Here every large buffer in the value (``bytes``, ``bytearray``,

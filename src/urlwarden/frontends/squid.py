@@ -52,7 +52,7 @@ Helper protocol (Squid's external ACL helper protocol, in its concurrent form):
   (after retrying it twice) or could not be queued (``queue-size``): both fail closed, and the
   block page server answers the empty or ``error`` reference with "could not check" (503).
 
-What is in force (configuration, feeds, snapshot) belongs to a `urlwarden.inforce.Runtime`,
+What is in force (configuration, feeds, snapshot) belongs to a `urlwarden.runtime.inforce.Runtime`,
 the same one the mitmproxy addon uses: it loads, rebuilds after a feed update, serializes the
 two, never publishes a snapshot built from older feed lists, and reports staleness. This
 module only decides when: every `CHECK_INTERVAL` seconds a background thread compares the
@@ -97,16 +97,17 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
 
-from . import blockpage, canon, canon_selfcheck, logs
-from .config import Config, load_config
-from .engine import State, host_severity, request_verdict
-from .errors import ConfigError, FeedError, UrlwardenError
-from .feeds.manager import FeedManager
-from .inforce import Runtime
-from .matcher import HostStatus, Verdict
-from .netutil import is_loopback
-from .offload import Offloader, shorten_gil_switch_interval
-from .admin import BoundedHTTPServer, HeadTooLarge, read_head
+from urlwarden import blockpage, logs
+from urlwarden.core import canon, selfcheck as canon_selfcheck
+from urlwarden.config import Config, load_config
+from urlwarden.runtime.engine import State, host_severity, request_verdict
+from urlwarden.errors import ConfigError, FeedError, UrlwardenError
+from urlwarden.feeds.manager import FeedManager
+from urlwarden.runtime.inforce import Runtime
+from urlwarden.core.matcher import HostStatus, Verdict
+from urlwarden.core.netutil import is_loopback
+from urlwarden.runtime.offload import Offloader, shorten_gil_switch_interval
+from urlwarden.frontends.admin import BoundedHTTPServer, HeadTooLarge, read_head
 
 __all__ = [
     "BH",
@@ -324,7 +325,7 @@ def _stamp(path: str | os.PathLike[str]) -> _FileStamp:
 
 
 class SquidHelper:
-    """Answers Squid's lookups from the value in force of a `urlwarden.inforce.Runtime`; a
+    """Answers Squid's lookups from the value in force of a `urlwarden.runtime.inforce.Runtime`; a
     background thread keeps it current.
 
     `answer_line` is what the main loop calls for every line (it never raises). `maintain` is
@@ -334,7 +335,7 @@ class SquidHelper:
 
     def __init__(self, config: Config, runtime: Runtime | None = None):
         self.config_path = config.source if Path(config.source).is_file() else None
-        # lists are parsed and compiled in a child process (urlwarden.offload): while one is
+        # lists are parsed and compiled in a child process (urlwarden.runtime.offload): while one is
         # rebuilt, this helper keeps answering Squid at full speed
         self.runtime = runtime if runtime is not None else Runtime(offloader=Offloader())
         try:

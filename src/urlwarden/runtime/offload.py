@@ -4,7 +4,7 @@ Why: parsing and compiling a million-entry list is seconds of CPU, much of it in
 (sorts, passes over arrays) that hold the GIL throughout. Run in a thread of the proxy, every
 such call stalled every request for its whole length (up to a second and more). In a child
 process it stalls nothing: the child gets the inputs and hands the result back through
-`urlwarden.snapfile` (buffers mapped, not copied), and the proxy swaps it in with one
+`urlwarden.core.snapfile` (buffers mapped, not copied), and the proxy swaps it in with one
 assignment. The child runs at a lower priority (`CHILD_NICENESS`) so that the proxy and its
 clients keep the CPU they need while it works.
 
@@ -19,7 +19,7 @@ A child that dies (out of memory, killed) raises `ListError`. When no child proc
 started at all (no Python interpreter at ``sys.executable``, as in a frozen build), the job runs
 in the calling thread instead, with a warning logged once: slower to swap, still correct.
 
-The child: ``python -m urlwarden.offload REQUEST REPLY`` (private files in a 0700 directory
+The child: ``python -m urlwarden.runtime.offload REQUEST REPLY`` (private files in a 0700 directory
 that is removed as soon as the reply is mapped).
 """
 
@@ -35,8 +35,9 @@ import threading
 import time
 from typing import Any
 
-from . import snapfile
-from .errors import ListError, UrlwardenError
+import urlwarden
+from urlwarden.core import snapfile
+from urlwarden.errors import ListError, UrlwardenError
 
 log = logging.getLogger("urlwarden")
 
@@ -57,7 +58,7 @@ _NICE = _nice_prefix()
 imports, a few hundred ms of CPU) yields to the proxy; otherwise `main` lowers its priority."""
 _CANNOT_EXECUTE = (126, 127)  # nice(1)'s exit status when the interpreter is missing or not executable
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(urlwarden.__file__)))
 
 PARENT_CHECK_SECONDS = 1.0
 """How often a child checks that the proxy that started it still runs (it exits if not)."""
@@ -81,8 +82,8 @@ def shorten_gil_switch_interval() -> None:
 
 
 def _jobs() -> dict:
-    from . import engine  # imported here: `engine` pulls in the feeds package, needless for `snapfile`
-    from .feeds import manager
+    from urlwarden.runtime import engine  # imported here: `engine` pulls in the feeds package, needless for `snapfile`
+    from urlwarden.feeds import manager
 
     return {"load_state": engine.load_state, "rebuild": engine.rebuild, "feed_update": manager.examine}
 
@@ -158,7 +159,7 @@ class Offloader:
                 raise ListError("shutting down: the list builder is stopped")
             try:
                 child = subprocess.Popen(
-                    [*_NICE, sys.executable, "-m", "urlwarden.offload", request, reply, str(os.getpid())],
+                    [*_NICE, sys.executable, "-m", "urlwarden.runtime.offload", request, reply, str(os.getpid())],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                 )
             except OSError as exc:

@@ -9,7 +9,7 @@ The two paths that change it:
   into a `State` aside, and publishes it. A bad configuration or list raises `UrlwardenError`
   and changes nothing.
 * **feed update**: `refresh` has the feed manager fetch (here, in the caller's thread: it is
-  I/O) and examine the payload (in a child process: see `urlwarden.offload`), and publish the
+  I/O) and examine the payload (in a child process: see `urlwarden.runtime.offload`), and publish the
   list inside the manager, whose `generation` then moves; `rebuild` then builds the state in
   force again with the manager's newest lists and publishes it.
 
@@ -29,7 +29,7 @@ decision reads it once and uses that value for the whole decision; status, readi
 metrics read the same value.
 
 Snapshot lifetime: the runtime holds only the value in force. The previous one (and the memory
-maps of its hand-over file, `urlwarden.snapfile`, whose file is already deleted) is freed by
+maps of its hand-over file, `urlwarden.core.snapfile`, whose file is already deleted) is freed by
 reference counting as soon as the last decision that read it returns; nothing in a snapshot
 forms a reference cycle, and nothing is moved out of the collector's reach (no ``gc.freeze``).
 Decisions keep the snapshot out of frames that call into other libraries; as a safety net, the
@@ -49,12 +49,12 @@ import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from .config import Config, default_config_path, load_config
-from .engine import State, open_feeds
-from .errors import FeedError, ListError
-from .feeds.manager import FeedLists, FeedManager, FeedStatus
-from .lists import parse_list_spec
-from .offload import run_job
+from urlwarden.config import Config, default_config_path, load_config
+from urlwarden.runtime.engine import State, open_feeds
+from urlwarden.errors import FeedError, ListError
+from urlwarden.feeds.manager import FeedLists, FeedManager, FeedStatus
+from urlwarden.core.lists import parse_list_spec
+from urlwarden.runtime.offload import run_job
 
 log = logging.getLogger("urlwarden")
 
@@ -89,7 +89,7 @@ class InForce:
 class Runtime:
     """See the module docstring.
 
-    offloader  where lists are built (`urlwarden.offload.Offloader`); None: in the calling thread
+    offloader  where lists are built (`urlwarden.runtime.offload.Offloader`); None: in the calling thread
     metrics    a `urlwarden.metrics.Metrics` kept in line with every publication (or None)
     clock, rng what feed managers use for schedules, staleness and backoff (injected in tests)
     """

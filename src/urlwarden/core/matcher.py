@@ -57,8 +57,8 @@ from dataclasses import dataclass
 from itertools import compress, islice, repeat
 from operator import and_, eq, itemgetter, lshift, lt, or_, rshift
 
-from urlwarden import canon
-from urlwarden.lists import DIGEST_SIZE, ParsedList, digest_prefixes, find_digest
+from urlwarden.core import canon
+from urlwarden.core.lists import DIGEST_SIZE, ParsedList, digest_prefixes, find_digest
 
 __all__ = [
     "ALLOW",

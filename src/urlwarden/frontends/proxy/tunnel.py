@@ -1,7 +1,7 @@
 """The addon's part for devices that send everything through a tunnel (WireGuard mode).
 
 A phone or TV in WireGuard mode has no proxy setting: its browser resolves names with the
-tunnel's DNS (answered by the proxy, see `urlwarden.wireguard`) and opens TLS connections to
+tunnel's DNS (answered by the proxy, see `urlwarden.frontends.wireguard`) and opens TLS connections to
 addresses. Filtering then depends on two things the browser could otherwise take away:
 
 * **The SNI.** urlwarden decides per host at the TLS ClientHello. With Encrypted ClientHello
@@ -39,9 +39,9 @@ from mitmproxy import ctx, dns
 from mitmproxy.connection import Client
 from mitmproxy.proxy import mode_specs, server_hooks
 
-from .config import Config, WireGuardConfig
-from .errors import UrlwardenError
-from .wireguard import Device, client_config, endpoint_for, load_or_create_keys
+from urlwarden.config import Config, WireGuardConfig
+from urlwarden.errors import UrlwardenError
+from urlwarden.frontends.wireguard import Device, client_config, endpoint_for, load_or_create_keys
 
 __all__ = [
     "DOH_CANARY", "TunnelGuard", "is_doh_canary", "is_this_machine_only", "is_tunnel_client", "listeners",

@@ -24,7 +24,7 @@ Policy:
      88  32   SHA-256 of bytes 0-87 and of every other section, in file order
     120       sections: meta, digests, host keys, ids, categories
 
-  Ids and categories are printable and never empty (`urlwarden.lists` refuses anything else),
+  Ids and categories are printable and never empty (`urlwarden.core.lists` refuses anything else),
   so "\\n" and "" cannot be part of a value; a list whose values break that is not compiled.
 * Validation before use: magic, version, flags, section sizes against limits and against the
   file size, both checksums, the meta fields' types, and the caller's `source` stamp. Any
@@ -53,8 +53,8 @@ from operator import lt
 from typing import NamedTuple
 
 from urlwarden.errors import ListError
-from urlwarden.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ParsedList, digest_prefixes
-from .fsutil import write_atomically
+from urlwarden.core.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ParsedList, digest_prefixes
+from urlwarden.core.fsutil import write_atomically
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Compiled", "is_normalized", "read", "write"]
 

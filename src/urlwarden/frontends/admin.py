@@ -2,7 +2,7 @@
 
 Endpoints (GET and HEAD only; any other method is 405, any other path 404)::
 
-    /          the home page for a person (`urlwarden.homepage`): protection on or off and why,
+    /          the home page for a person (`urlwarden.frontends.homepage`): protection on or off and why,
                lists, block counts, addresses, and how to add a device (CA, PAC address, one
                WireGuard QR code per device: it holds device keys, so it needs the token like
                /status); Basic authentication with the token as password works too, so that a
@@ -28,10 +28,10 @@ address or ``localhost`` is refused with 403 (except /healthz and /proxy.pac, wh
 nothing to steal, and /ca.pem), so a web page in a local browser cannot read the status through DNS
 rebinding.
 
-The PAC file is `urlwarden.pacfile.render_pac` for `pac_proxy`: generated from the proxy
+The PAC file is `urlwarden.exports.pac.render_pac` for `pac_proxy`: generated from the proxy
 address and fixed local ranges only, never from the lists, so it cannot reveal what is listed.
 Served from here it does NOT make a browser fail closed: while urlwarden is down the browser
-cannot fetch it either, and most browsers then go DIRECT (see `urlwarden.pacfile`).
+cannot fetch it either, and most browsers then go DIRECT (see `urlwarden.exports.pac`).
 
 Privacy: no endpoint can return list contents, a URL, a host name or a client address.
 `status_provider`'s dict passes through `sanitize_status`, which keeps only the keys in
@@ -68,9 +68,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
-from .netutil import is_loopback
-from .pacfile import PAC_CONTENT_TYPE, render_pac
+from urlwarden.errors import ConfigError
+from urlwarden.core.netutil import is_loopback
+from urlwarden.exports.pac import PAC_CONTENT_TYPE, render_pac
 
 __all__ = [
     "AdminServer",
@@ -396,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
         if facts is None:
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"home page unavailable\n")
             return
-        from .homepage import render_home  # (segno is imported only when the page is asked for)
+        from urlwarden.frontends.homepage import render_home  # (segno is imported only when the page is asked for)
 
         body = render_home(facts).encode("utf-8")
         self._send(HTTPStatus.OK, body, _HTML, extra=(("Content-Security-Policy", _HTML_CSP),))

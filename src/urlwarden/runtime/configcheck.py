@@ -15,11 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, load_config
-from .errors import UrlwardenError
-from .feeds.manager import FeedManager, FeedStatus
-from .lists import ParsedList, load_list
-from .matcher import Snapshot, build
+from urlwarden.config import Config, load_config
+from urlwarden.errors import UrlwardenError
+from urlwarden.feeds.manager import FeedManager, FeedStatus
+from urlwarden.core.lists import ParsedList, load_list
+from urlwarden.core.matcher import Snapshot, build
 
 __all__ = ["Inspection", "StaticListStatus", "inspect_config"]
 

@@ -1,6 +1,6 @@
 """Keeps feeds fresh in the background of a running proxy, off its event loop.
 
-`FeedLoop.run` is one asyncio task over a `urlwarden.inforce.Runtime`: it refreshes each feed
+`FeedLoop.run` is one asyncio task over a `urlwarden.runtime.inforce.Runtime`: it refreshes each feed
 when it is due (the download in a worker thread, the payload's parsing in a child process: no
 request waits on either), has the runtime rebuild and swap in its snapshot when a feed
 published a new list, reports failures and staleness in the log and the metrics, and sleeps
@@ -16,8 +16,8 @@ from collections.abc import Callable
 import asyncio
 import logging
 
-from .errors import FeedError, UrlwardenError
-from .inforce import Runtime
+from urlwarden.errors import FeedError, UrlwardenError
+from urlwarden.runtime.inforce import Runtime
 
 log = logging.getLogger("urlwarden")
 

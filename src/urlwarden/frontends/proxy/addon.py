@@ -3,7 +3,7 @@
 Where each decision is taken, so that a blocked host is never contacted:
 
 What is in force (configuration, feed manager, compiled lists) belongs to a
-`urlwarden.inforce.Runtime`, shared with the Squid helper: it loads, rebuilds after feed
+`urlwarden.runtime.inforce.Runtime`, shared with the Squid helper: it loads, rebuilds after feed
 updates, serializes the two and releases what it replaces. This class is the hooks: each
 decision reads the runtime's value in force once and uses it throughout.
 
@@ -12,10 +12,10 @@ decision reads the runtime's value in force once and uses it throughout.
   otherwise) and, with ``urlwarden_private_logs`` (default on), ``flow_detail=0`` and
   mitmproxy's own log cut to errors (it would print every URL and client it relays). Before
   mitmproxy binds, it applies the configuration's ``listen`` and refuses a wider listen option
-  (`urlwarden.listenscope`); a start-up it refuses is logged as one error line, which makes
+  (`urlwarden.frontends.proxy.listenscope`); a start-up it refuses is logged as one error line, which makes
   mitmproxy exit before any server starts.
 * ``client_connected``: refuses clients outside ``access.allowed_clients`` before anything else
-  (clients of a WireGuard listener hold a device key and are admitted: `urlwarden.addon_tunnel`).
+  (clients of a WireGuard listener hold a device key and are admitted: `urlwarden.frontends.proxy.tunnel`).
 * ``http_connect``: refuses a CONNECT to a host that is refused without interception; a target
   that is not a host name gets 400.
 * ``tls_clienthello``: per host, passes the TLS connection through untouched, intercepts it, or
@@ -31,16 +31,16 @@ decision reads the runtime's value in force once and uses it throughout.
   host that is not clean: the server connection is refused before it opens, or, if it is open
   already, nothing more is relayed (``tcp_message`` / ``udp_message``).
 * ``server_connect``: the one choke point. Every server connection, whatever layer asks for it,
-  opens only if `urlwarden.protocols` lets its carrier reach the host's status: checked HTTP
+  opens only if `urlwarden.runtime.protocols` lets its carrier reach the host's status: checked HTTP
   (a request let through above) or WebSocket to a host with path-level entries, anything to a
   clean host, nothing to a host listed whole or a client marked refused.
-* Bodies stream and flows keep no message history: the child addon `urlwarden.streaming.BodyStreaming`
+* Bodies stream and flows keep no message history: the child addon `urlwarden.frontends.proxy.streaming.BodyStreaming`
   (options ``urlwarden_stream_bodies``, ``urlwarden_keep_messages``); a request answered at its
   headers is answered without its body being read.
-* ``running``: starts the feed loop (`urlwarden.feedloop`, over the runtime), tells systemd
+* ``running``: starts the feed loop (`urlwarden.runtime.feedloop`, over the runtime), tells systemd
   READY=1, and makes SIGHUP reload the
-  configuration and lists through the runtime (`urlwarden.inforce`; built in a child process,
-  `urlwarden.offload`, off the event loop; a bad new configuration is rejected whole), then
+  configuration and lists through the runtime (`urlwarden.runtime.inforce`; built in a child process,
+  `urlwarden.runtime.offload`, off the event loop; a bad new configuration is rejected whole), then
   refreshes every feed. It also shortens the GIL switch interval, so that a
   background thread never keeps the event loop waiting for more than half a millisecond. The
   admin listener takes its port with the configuration, so a port in use stops start-up with
@@ -64,20 +64,23 @@ from mitmproxy.connection import Client, Server
 from mitmproxy.proxy import mode_specs, server_hooks
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from . import __version__, blockpage, canon_selfcheck, logs, sdnotify, summary
-from .addon_tunnel import is_tunnel_client, listeners, tunnel_options, wireguard_devices
-from .admin import AdminServer
-from .config import AdminConfig, Config
-from .engine import State, TlsAction, UnparseableName, connection_status, request_verdict, tls_decision
-from .errors import UrlwardenError
-from .feedloop import FeedLoop
-from .inforce import InForce, Runtime, read_config
-from .listenscope import ListenTooWide, plan_listen
-from .matcher import Verdict
-from .metrics import Metrics
-from .protocols import Carrier, may_reach, may_upgrade
-from .offload import Offloader, shorten_gil_switch_interval
-from .streaming import BodyStreaming
+from urlwarden import __version__, blockpage, logs
+from urlwarden.core import selfcheck as canon_selfcheck
+from urlwarden.frontends import sdnotify
+from urlwarden.runtime import summary
+from urlwarden.frontends.proxy.tunnel import is_tunnel_client, listeners, tunnel_options, wireguard_devices
+from urlwarden.frontends.admin import AdminServer
+from urlwarden.config import AdminConfig, Config
+from urlwarden.runtime.engine import State, TlsAction, UnparseableName, connection_status, request_verdict, tls_decision
+from urlwarden.errors import UrlwardenError
+from urlwarden.runtime.feedloop import FeedLoop
+from urlwarden.runtime.inforce import InForce, Runtime, read_config
+from urlwarden.frontends.proxy.listenscope import ListenTooWide, plan_listen
+from urlwarden.core.matcher import Verdict
+from urlwarden.metrics import Metrics
+from urlwarden.runtime.protocols import Carrier, may_reach, may_upgrade
+from urlwarden.runtime.offload import Offloader, shorten_gil_switch_interval
+from urlwarden.frontends.proxy.streaming import BodyStreaming
 
 log = logging.getLogger("urlwarden")
 startup_log = logging.getLogger("mitmproxy.urlwarden")  # reaches mitmproxy's start-up error check
@@ -110,7 +113,7 @@ class NotReady(Exception):
 
 class UrlWarden:
     """The hooks. What is in force (configuration, feeds, snapshot) belongs to `self.runtime`
-    (`urlwarden.inforce.Runtime`); this class loads it on `configure` and SIGHUP, runs its feed
+    (`urlwarden.runtime.inforce.Runtime`); this class loads it on `configure` and SIGHUP, runs its feed
     loop, and reads its current value once per decision."""
 
     def __init__(self, runtime: Runtime | None = None, listen: tuple[str, int] | None = None) -> None:
@@ -121,7 +124,7 @@ class UrlWarden:
         self._applied_listen: tuple[str | None, int | None] = (None, None)
         self._start_refused: object = None  # what start-up was refused for (logged once)
         self.metrics = Metrics(mitmproxy_version=MITMPROXY_VERSION)
-        # reloads and feed updates build their snapshot in a child process (see urlwarden.offload)
+        # reloads and feed updates build their snapshot in a child process (see urlwarden.runtime.offload)
         self.runtime = runtime if runtime is not None else Runtime(offloader=Offloader())
         self.runtime.attach_metrics(self.metrics)
         self.started = time.time()
@@ -145,7 +148,7 @@ class UrlWarden:
         self._lists_updated_at: float | None = None  # when the lists in force were swapped in (STATUS=)
         self._status_generation: int | None = None  # the generation the last STATUS= described
         self._status_sent: str | None = None
-        # mitmproxy calls these after this addon for every event (see urlwarden.streaming)
+        # mitmproxy calls these after this addon for every event (see urlwarden.frontends.proxy.streaming)
         self.addons = [BodyStreaming()]
 
     @property
@@ -219,7 +222,7 @@ class UrlWarden:
 
     def _enforce_listen(self) -> None:
         """Apply the configuration's listen where the user set none; refuse a wider one
-        (`urlwarden.listenscope`). Once the servers run, options are only checked: a change of
+        (`urlwarden.frontends.proxy.listenscope`). Once the servers run, options are only checked: a change of
         mode would bind anew, so a wider one is rejected (and rolled back by mitmproxy)."""
         state = self.state
         if state is None or "listen_host" not in ctx.options:
@@ -391,7 +394,7 @@ class UrlWarden:
     # --- admin providers (called on the admin listener's threads; read immutable values only) ----
 
     def home(self) -> dict:
-        """The home page's facts only the proxy knows (`urlwarden.homepage.HomeFacts`)."""
+        """The home page's facts only the proxy knows (`urlwarden.frontends.homepage.HomeFacts`)."""
         facts: dict = {"version": __version__, "mitmproxy_version": MITMPROXY_VERSION}
         state, running = self.state, list(self._listeners)
         proxies = [address for mode, address in running if getattr(mode, "type_name", "") != "wireguard"]

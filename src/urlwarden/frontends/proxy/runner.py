@@ -2,10 +2,10 @@
 
 The configuration and lists are loaded and checked before mitmproxy starts, so a bad file stops
 the command with one line naming it; the runtime they were loaded into
-(`urlwarden.inforce.Runtime`) is then handed to the addon, which does not load them twice.
+(`urlwarden.runtime.inforce.Runtime`) is then handed to the addon, which does not load them twice.
 Everything after ``--`` goes to mitmproxy unchanged (``--mode``, ``--set``...), except that a
 listen address wider than ``--listen`` (or the configuration's ``listen``) is refused
-(`urlwarden.listenscope`).
+(`urlwarden.frontends.proxy.listenscope`).
 
 Privacy defaults: mitmproxy's flow printer is not loaded, and the addon's
 ``urlwarden_private_logs`` option (on by default) cuts mitmproxy's own log to errors, because at
@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import default_config_path
-from .engine import State
+from urlwarden.config import default_config_path
+from urlwarden.runtime.engine import State
 
 
 def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, int] | None,
@@ -31,9 +31,9 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
 
     `wireguard` (from ``--mode wireguard[@[HOST:]PORT]``) turns the WireGuard listeners on, with
     the host and port given there in place of the configuration's; ``wireguard.enabled`` does too."""
-    from . import logs
-    from .inforce import Runtime, read_config
-    from .offload import Offloader
+    from urlwarden import logs
+    from urlwarden.runtime.inforce import Runtime, read_config
+    from urlwarden.runtime.offload import Offloader
 
     config = read_config(config_path or str(default_config_path()), list_specs)
     logs.configure_logging(config.logging.level)  # (as the addon will: the load below logs what it loaded)
@@ -62,7 +62,7 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
 def wireguard_mode_args(config, override: tuple[str | None, int | None] | None) -> list[str]:
     """``--mode`` arguments for the WireGuard listeners (one per device) and the regular proxy
     beside them; none when WireGuard is off. Creates missing key files (0600) first."""
-    from .wireguard import mode_specs
+    from urlwarden.frontends.wireguard import mode_specs
 
     wg = config.wireguard if override is None else config.wireguard.with_listen(*override)
     if not wg.enabled:
@@ -80,8 +80,8 @@ _TCP_MODES = ("regular", "transparent", "upstream", "reverse", "socks5")
 def _check_ports(config, proxy_listen: tuple[str, int], proxy_key: str, mitmproxy_args: Sequence[str]) -> None:
     """A port in use stops `run` before mitmproxy starts, with one line naming the setting to change
     (mitmproxy's own message would suggest a ``--mode`` option instead)."""
-    from .errors import ConfigError
-    from .netutil import cannot_listen
+    from urlwarden.errors import ConfigError
+    from urlwarden.core.netutil import cannot_listen
 
     modes = [mitmproxy_args[i + 1] for i, arg in enumerate(mitmproxy_args[:-1]) if arg in ("--mode", "-m")]
     modes += [arg.removeprefix("--mode=") for arg in mitmproxy_args if arg.startswith("--mode=")]
@@ -103,8 +103,8 @@ def _start_mitmproxy(runtime, banner: list[str], listen: tuple[str, int], args: 
     from mitmproxy.tools import cmdline, main
     from mitmproxy.tools.dump import DumpMaster
 
-    from .addon import UrlWarden
-    from .addon_tunnel import TunnelGuard, put_before
+    from urlwarden.frontends.proxy.addon import UrlWarden
+    from urlwarden.frontends.proxy.tunnel import TunnelGuard, put_before
 
     class UrlwardenMaster(DumpMaster):
         def __init__(self, options):
@@ -158,7 +158,7 @@ def _listen_addresses(ctx) -> list[tuple[str, int]]:
 
 
 def describe_lists(state: State) -> list[str]:
-    from .summary import describe_lists as summary_lines
+    from urlwarden.runtime.summary import describe_lists as summary_lines
 
     feed_names = [spec.name for spec in state.config.feeds]
     loaded = {ls.name for ls in state.snapshot.stats.lists}

@@ -32,9 +32,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from .config import Config, WireGuardConfig
-from .errors import ConfigError
-from .fsutil import fsync_directory
+from urlwarden.config import Config, WireGuardConfig
+from urlwarden.errors import ConfigError
+from urlwarden.core.fsutil import fsync_directory
 
 __all__ = [
     "CLIENT_ADDRESS", "TUNNEL_DNS", "Device", "Keys", "client_config", "default_route_address", "devices",

@@ -26,7 +26,7 @@ import base64
 import ipaddress
 import re
 
-from .errors import ConfigError
+from urlwarden.errors import ConfigError
 
 __all__ = [
     "PAC_CONTENT_TYPE",

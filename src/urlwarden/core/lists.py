@@ -44,9 +44,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from urlwarden import canon
+from urlwarden.core import canon
 from urlwarden.errors import ListError
-from .fsutil import write_atomically
+from urlwarden.core.fsutil import write_atomically
 
 __all__ = [
     "DIGEST_SIZE",

@@ -76,8 +76,8 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from .errors import UrlwardenError
-from .fsutil import fsync_directory, write_atomically
+from urlwarden.errors import UrlwardenError
+from urlwarden.core.fsutil import fsync_directory, write_atomically
 
 __all__ = [
     "DEFAULT_EXPIRY",
@@ -574,7 +574,7 @@ def _prune(directory: str, snapshot_version: int, targets_version: int) -> None:
 # --- helpers -----------------------------------------------------------------------------------
 
 def _header(list_version: int, checksum: str) -> bytes:
-    from .feeds.payload import encode_list_header  # the list format's own header line
+    from urlwarden.feeds.payload import encode_list_header  # the list format's own header line
     return encode_list_header(str(list_version), checksum).encode("ascii")
 
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .config import Config, HttpsPolicy
-from .feeds.manager import FeedManager
-from .lists import ParsedList, load_list
-from .matcher import HostStatus, Snapshot, Verdict, build
+from urlwarden.config import Config, HttpsPolicy
+from urlwarden.feeds.manager import FeedManager
+from urlwarden.core.lists import ParsedList, load_list
+from urlwarden.core.matcher import HostStatus, Snapshot, Verdict, build
 
 __all__ = ["State", "TlsAction", "UnparseableName", "connection_status", "host_severity", "load_state", "rebuild",
            "request_verdict", "tls_action",
@@ -86,7 +86,7 @@ def open_feeds(config: Config, current: FeedManager | None, current_key: FeedsKe
 def rebuild(config: Config, static_block: tuple[ParsedList, ...], allow: tuple[ParsedList, ...],
             feed_lists: Iterable[ParsedList]) -> State:
     """A state compiled from parsed static lists and feed lists: after a feed update, it is called
-    with the parts of the state in force (what `urlwarden.offload` sends a child process)."""
+    with the parts of the state in force (what `urlwarden.runtime.offload` sends a child process)."""
     return State(config=config, snapshot=build(static_block + tuple(feed_lists), allow),
                  static_block=static_block, allow=allow)
 
@@ -144,7 +144,7 @@ def host_severity(snapshot: Snapshot, names: Iterable[str | None]) -> HostStatus
 
 
 def connection_status(snapshot: Snapshot, names: Iterable[str | None]) -> HostStatus:
-    """The host status that decides what a server connection may carry (`urlwarden.protocols`).
+    """The host status that decides what a server connection may carry (`urlwarden.runtime.protocols`).
 
     Fails closed: a name that cannot be parsed makes it UNKNOWN (checked HTTP only), unless
     another name is listed whole.

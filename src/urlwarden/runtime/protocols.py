@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 
-from .matcher import HostStatus
+from urlwarden.core.matcher import HostStatus
 
 __all__ = ["WEBSOCKET_TOKEN", "Carrier", "allowed_carriers", "may_reach", "may_upgrade"]
 

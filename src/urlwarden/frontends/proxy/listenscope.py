@@ -22,8 +22,8 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import ConfigError
-from .netutil import is_loopback
+from urlwarden.errors import ConfigError
+from urlwarden.core.netutil import is_loopback
 
 __all__ = ["ListenPlan", "ListenTooWide", "WILDCARD_HOSTS", "plan_listen", "within"]
 

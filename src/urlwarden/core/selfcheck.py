@@ -20,8 +20,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from . import canon
-from .errors import SelfCheckError
+from urlwarden.core import canon
+from urlwarden.errors import SelfCheckError
 
 __all__ = ["VECTORS", "verify"]
 
