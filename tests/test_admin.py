@@ -389,7 +389,9 @@ def test_malformed_requests_get_short_answers(server, data):
 
 
 def test_a_silent_client_is_dropped(server, monkeypatch):
-    monkeypatch.setattr(admin_module, "REQUEST_TIMEOUT", 0.3)
+    from urlwarden.frontends import httpserve
+
+    monkeypatch.setattr(httpserve, "REQUEST_TIMEOUT", 0.3)  # (shared with the block page server)
     with socket.create_connection((server.host, server.port), timeout=HTTP_TIMEOUT) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # never finishes its head
         assert sock.recv(100) == b""  # closed by the server, not by our timeout

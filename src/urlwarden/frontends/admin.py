@@ -53,22 +53,23 @@ import base64
 import datetime as _dt
 import hmac
 import html
-import io
 import json
 import logging
 import math
 import re
 import socket
-import socketserver
-import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from urlwarden.errors import ConfigError
+from urlwarden.frontends.httpserve import (
+    MAX_REQUEST_BYTES,
+    REQUEST_TIMEOUT,
+    BoundedHTTPServer,
+    OneRequestHandler,
+)
 from urlwarden.core.netutil import is_loopback
 from urlwarden.exports.pac import PAC_CONTENT_TYPE, render_pac
 
@@ -88,11 +89,7 @@ __all__ = [
 
 log = logging.getLogger("urlwarden")
 
-MAX_REQUEST_BYTES = 16 * 1024
-"""Request line and headers together; a larger head is answered 431 and closed."""
 
-REQUEST_TIMEOUT = 10.0
-"""Seconds a client has to send its whole request head; also bounds every socket write."""
 
 MAX_CONNECTIONS = 32
 """Connections served at the same time; more are closed as soon as they are accepted."""
@@ -267,66 +264,15 @@ def render_status_html(status: Mapping[str, object]) -> str:
 
 # --- the server --------------------------------------------------------------------------------
 
-class HeadTooLarge(Exception):
-    """A request head over MAX_REQUEST_BYTES."""
-
-
-def read_head(sock: socket.socket, deadline: float) -> bytes:
-    """The request line and headers (up to the blank line), read within `deadline`."""
-    data = bytearray()
-    while b"\r\n\r\n" not in data and b"\n\n" not in data:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("request head not complete in time")
-        sock.settimeout(left)
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_REQUEST_BYTES:
-            raise HeadTooLarge
-    return bytes(data)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(OneRequestHandler):
     server_version = "urlwarden-admin"
-    protocol_version = "HTTP/1.1"
-    timeout = REQUEST_TIMEOUT
     server: _Server
 
-    def version_string(self) -> str:
-        return self.server_version  # no Python version in the Server header
+    def answer(self) -> None:
+        self._route()
 
-    # one request per connection, head read with a deadline and a size limit
-    def handle(self) -> None:
-        self.close_connection = True
-        self.request_version = "HTTP/1.1"  # for error answers sent before parsing
-        self.command = None
-        self.requestline = ""
-        try:
-            head = read_head(self.connection, time.monotonic() + REQUEST_TIMEOUT)
-        except HeadTooLarge:
-            self._send(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, b"request head too large\n")
-            return
-        except OSError:  # timeouts included
-            return
-        if not head:
-            return
-        self.connection.settimeout(REQUEST_TIMEOUT)
-        self.rfile.close()
-        self.rfile = io.BytesIO(head)
-        self.raw_requestline = self.rfile.readline(MAX_REQUEST_BYTES + 1)
-        if not self.parse_request():
-            return
-        if self.request_version == "HTTP/0.9":
-            return  # no headers to answer with (and no Authorization to check)
-        if self.command not in ("GET", "HEAD"):
-            self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"only GET and HEAD\n", extra=(("Allow", "GET, HEAD"),))
-            return
-        try:
-            self._route()
-        except OSError:
-            pass  # the client went away
+    def send_plain(self, status: int, body: bytes, extra: Sequence[tuple[str, str]] = ()) -> None:
+        self._send(HTTPStatus(status), body, extra=extra)
 
     def _route(self) -> None:
         admin = self.server.admin
@@ -439,71 +385,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-
-    def send_error(self, code, message=None, explain=None) -> None:
-        """Errors found by the stdlib parser: a short plain answer that echoes nothing."""
-        try:
-            status = HTTPStatus(code)
-        except ValueError:
-            status = HTTPStatus.BAD_REQUEST
-        self.close_connection = True
-        self.request_version = "HTTP/1.1"  # the parser's 0.9 default would drop the status line
-        self._send(status, f"{status.value} {status.phrase}\n".encode())
-
-    def log_message(self, format, *args) -> None:
-        """No access log: it would record client addresses and request targets."""
-
-
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """A threaded HTTP server that serves at most `max_connections` at once (others are closed),
-    looks up no host name, and logs a handler's unexpected error by type only (no client address).
-    Shared by the admin listener and the block page server."""
-
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    log_name = "urlwarden"
-
-    def __init__(self, address: tuple[str, int], family: int, handler: type, max_connections: int,
-                 activate: bool = True):
-        """Binds `address`; with `activate` False it does not listen yet (call server_activate):
-        the port is held, but no connection is accepted, not even into the kernel's backlog."""
-        self.address_family = family
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, handler, bind_and_activate=False)
-        try:
-            self.server_bind()
-            if activate:
-                self.server_activate()
-        except BaseException:
-            self.server_close()
-            raise
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would look the host name up (socket.getfqdn): not needed.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = host, port
-
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def handle_error(self, request, client_address) -> None:
-        log.error("%s: error while answering a request (%s)", self.log_name,
-                  getattr(sys.exc_info()[0], "__name__", "unknown"))
 
 
 class _Server(BoundedHTTPServer):

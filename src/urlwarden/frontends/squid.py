@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import logging
 import os
 import re
@@ -89,10 +88,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qs, unquote_to_bytes, urlsplit
@@ -107,7 +105,7 @@ from urlwarden.runtime.inforce import Runtime
 from urlwarden.core.matcher import HostStatus, Verdict
 from urlwarden.core.netutil import is_loopback
 from urlwarden.runtime.offload import Offloader, shorten_gil_switch_interval
-from urlwarden.frontends.admin import BoundedHTTPServer, HeadTooLarge, read_head
+from urlwarden.frontends.httpserve import MAX_REQUEST_BYTES, REQUEST_TIMEOUT, BoundedHTTPServer, OneRequestHandler
 
 __all__ = [
     "BH",
@@ -663,14 +661,10 @@ def serve(config: Config, stdin_binary: BinaryIO, stdout_binary: BinaryIO) -> in
 # --- the block page server ------------------------------------------------------------------------
 
 
-MAX_REQUEST_BYTES = 16 * 1024
-"""Request line and headers together; a larger head is answered 431 and closed."""
 
 MAX_QUERY_FIELDS = 8
 """Query parameters read from a block page request; more is a bad request."""
 
-REQUEST_TIMEOUT = 10.0
-"""Seconds a client has to send its request head; also bounds every socket write."""
 
 MAX_CONNECTIONS = 64
 """Connections served at the same time; more are closed on accept."""
@@ -731,38 +725,11 @@ def blockpage_answer(config: Config, target: str, headers: Mapping[str, str]) ->
 
 
 
-class _BlockpageHandler(BaseHTTPRequestHandler):
+class _BlockpageHandler(OneRequestHandler):
     server_version = "urlwarden"
-    protocol_version = "HTTP/1.1"
-    timeout = REQUEST_TIMEOUT
     server: _BlockpageHTTPServer
 
-    def version_string(self) -> str:
-        return self.server_version
-
-    def handle(self) -> None:  # one request per connection, head bounded in size and time
-        self.close_connection = True
-        self.request_version = "HTTP/1.1"
-        self.command = None
-        self.requestline = ""
-        try:
-            head = read_head(self.connection, time.monotonic() + REQUEST_TIMEOUT)
-        except HeadTooLarge:
-            self._send(blockpage.BlockResponse(431, _PLAIN_HEADERS, b"request head too large\n"))
-            return
-        except OSError:
-            return
-        if not head:
-            return
-        self.connection.settimeout(REQUEST_TIMEOUT)
-        self.rfile.close()
-        self.rfile = io.BytesIO(head)
-        self.raw_requestline = self.rfile.readline(MAX_REQUEST_BYTES + 1)
-        if not self.parse_request() or self.request_version == "HTTP/0.9":
-            return
-        if self.command not in ("GET", "HEAD"):
-            self._send(blockpage.BlockResponse(405, (*_PLAIN_HEADERS, ("Allow", "GET, HEAD")), b"only GET and HEAD\n"))
-            return
+    def answer(self) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
         try:
             response = blockpage_answer(self.server.current_config(), self.path, headers)
@@ -771,8 +738,10 @@ class _BlockpageHandler(BaseHTTPRequestHandler):
             response = _COULD_NOT_CHECK
         if response is None:
             return  # mode close: drop the connection
-        with contextlib.suppress(OSError):
-            self._send(response)
+        self._send(response)
+
+    def send_plain(self, status: int, body: bytes, extra: Sequence[tuple[str, str]] = ()) -> None:
+        self._send(blockpage.BlockResponse(status, (*_PLAIN_HEADERS, *extra), body))
 
     def _send(self, response: blockpage.BlockResponse) -> None:
         try:
@@ -787,18 +756,6 @@ class _BlockpageHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
-
-    def send_error(self, code, message=None, explain=None) -> None:
-        """Errors found by the stdlib parser: a short plain answer that echoes nothing."""
-        try:
-            status = HTTPStatus(code)
-        except ValueError:
-            status = HTTPStatus.BAD_REQUEST
-        self.request_version = "HTTP/1.1"
-        self._send(blockpage.BlockResponse(status.value, _PLAIN_HEADERS, f"{status.value} {status.phrase}\n".encode()))
-
-    def log_message(self, format, *args) -> None:
-        """No access log: it would record client addresses and block references."""
 
 
 class _BlockpageHTTPServer(BoundedHTTPServer):
