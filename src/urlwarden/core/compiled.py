@@ -48,12 +48,11 @@ import hashlib
 import json
 import os
 import struct
-from itertools import islice
-from operator import lt
 from typing import NamedTuple
 
 from urlwarden.errors import ListError
-from urlwarden.core.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ParsedList, digest_prefixes
+from urlwarden.core.digests import is_sorted_distinct
+from urlwarden.core.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ParsedList
 from urlwarden.core.fsutil import write_atomically
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "Compiled", "is_normalized", "read", "write"]
@@ -74,20 +73,8 @@ _KNOWN_FLAGS = _HOST_KEYS | _IDS | _CATEGORIES
 
 
 def is_normalized(digests: bytes) -> bool:
-    """Whether a digest blob is ascending and distinct (a Python pass only where two digests
-    share their first 8 bytes, which practically never happens)."""
-    if len(digests) % DIGEST_SIZE:
-        return False
-    prefixes = digest_prefixes(digests)
-    if all(map(lt, prefixes, islice(prefixes, 1, None))):
-        return True
-    previous = b""
-    for start in range(0, len(digests), DIGEST_SIZE):
-        value = digests[start : start + DIGEST_SIZE]
-        if value <= previous:
-            return False
-        previous = value
-    return True
+    """Whether a digest blob is ascending and distinct (`digests.is_sorted_distinct`)."""
+    return is_sorted_distinct(digests)
 
 
 def write(parsed: ParsedList, path: str | os.PathLike[str], *, source: str = "") -> None:

@@ -37,13 +37,11 @@ import io
 import os
 import re
 import struct
-import sys
-from array import array
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from urlwarden.core.digests import DIGEST_SIZE, digest_prefixes, find_digest  # (re-exported: the list vocabulary)
 from urlwarden.core import canon
 from urlwarden.errors import ListError
 from urlwarden.core.fsutil import write_atomically
@@ -71,8 +69,6 @@ __all__ = [
 FORMATS = ("plain", "sha256", "csv")
 """List formats, as named in ``FILE:FORMAT``."""
 
-DIGEST_SIZE = 32
-"""Bytes in one SHA-256 digest; `ParsedList.digests` holds one per entry."""
 
 MAX_REPORTED_PROBLEMS = 5
 """Bad lines reported by position and reason; the rest are only counted."""
@@ -189,34 +185,6 @@ class HostKeys:
 
 
 _PREFIX = struct.Struct(">Q")
-
-
-def find_digest(prefixes: Sequence[int], blob: bytes, stride: int, prefix: int, value: bytes, skip: int = 0) -> int:
-    """Position ``i`` of the digest `value` in a sorted table, or -1. ``prefixes`` holds each digest's first
-    8 bytes as a number, ascending (`prefix` is `value`'s); ``blob[i*stride:]`` starts with
-    digest ``i`` without its first `skip` bytes (0: whole digests; 8: the part after the prefix)."""
-    i = bisect_left(prefixes, prefix)
-    count = len(prefixes)
-    if i >= count or prefixes[i] != prefix:
-        return -1  # the common case: not there
-    tail = value[skip:]
-    size = len(tail)
-    while i < count and prefixes[i] == prefix:  # equal prefixes (rare): compare the rest
-        start = i * stride
-        if blob[start : start + size] == tail:  # (a mapped blob has no startswith)
-            return i
-        i += 1
-    return -1
-
-
-def digest_prefixes(blob: bytes) -> array:
-    """The first 8 bytes of each 32-byte digest in `blob`, as big-endian numbers (so that number
-    order is byte order), in C-speed passes."""
-    prefixes = array("Q")
-    prefixes.frombytes(memoryview(blob).cast("Q")[:: DIGEST_SIZE // 8].tobytes())
-    if sys.byteorder == "little":
-        prefixes.byteswap()
-    return prefixes
 
 
 @dataclass(frozen=True, slots=True)

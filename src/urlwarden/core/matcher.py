@@ -55,9 +55,10 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, islice, repeat
-from operator import and_, eq, itemgetter, lshift, lt, or_, rshift
+from operator import and_, eq, itemgetter, lshift, or_, rshift
 
 from urlwarden.core import canon
+from urlwarden.core.digests import strictly_increasing
 from urlwarden.core.lists import DIGEST_SIZE, ParsedList, digest_prefixes, find_digest
 
 __all__ = [
@@ -249,8 +250,8 @@ def _shared_segment(pl: ParsedList, number: int) -> _Segment | None:
     if type(blob) not in (bytes, mmap.mmap) or len(blob) % DIGEST_SIZE:  # immutable blobs only
         return None
     keys = digest_prefixes(blob)
-    if not all(map(lt, keys, islice(keys, 1, None))):
-        return None  # not strictly increasing prefixes: unsorted, duplicated or colliding
+    if not strictly_increasing(keys):
+        return None  # unsorted, duplicated or colliding prefixes
     return _Segment(keys, blob, DIGEST_SIZE, 0, number, None, pl.ids, pl.categories)
 
 

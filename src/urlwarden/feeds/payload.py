@@ -53,6 +53,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from urlwarden.errors import FeedError, ListError
+from urlwarden.core.digests import is_sorted_distinct
 from urlwarden.core.lists import DIGEST_SIZE, MAX_LIST_ENTRIES, HostKeys, ListSpec, ParsedList, parse_text
 
 __all__ = [
@@ -120,14 +121,14 @@ class Diff:
 def checksum(parsed: ParsedList) -> str:
     """Hex SHA-256 of the list's distinct entry digests, sorted and concatenated."""
     blob = parsed.digests
-    if not _is_sorted_unique(blob):
+    if not is_sorted_distinct(blob):
         blob = b"".join(sorted(set(_chunks(blob))))
     return hashlib.sha256(blob).hexdigest()
 
 
 def normalize(parsed: ParsedList) -> ParsedList:
     """The same list with distinct digests in ascending order (first id/category kept)."""
-    if _is_sorted_unique(parsed.digests):  # stops at the first disorder: cheap either way
+    if is_sorted_distinct(parsed.digests):  # stops at the first disorder: cheap either way
         return parsed
     if parsed.ids is None and parsed.categories is None:  # the common case: one sort
         return replace(parsed, digests=b"".join(sorted(set(_chunks(parsed.digests)))))
@@ -152,15 +153,6 @@ def _pick(column: tuple[str | None, ...] | None, order: list[int]) -> tuple[str 
 
 def _chunks(blob: bytes) -> Iterable[bytes]:
     return (blob[i : i + DIGEST_SIZE] for i in range(0, len(blob), DIGEST_SIZE))
-
-
-def _is_sorted_unique(blob: bytes) -> bool:
-    previous = b""
-    for value in _chunks(blob):
-        if value <= previous:
-            return False
-        previous = value
-    return True
 
 
 class _SortedDigests:
