@@ -72,6 +72,18 @@ def start(workdir: Path, config_text: str) -> tuple[ProxyProcess, int]:
     argv = [URLWARDEN, "run", "--config", str(config), "--", "--set", f"confdir={workdir / 'conf'}"]
     process = ProxyProcess(argv, proxy_port, workdir=workdir)
     process.start()
+    # The admin listener accepts only once start-up has succeeded (mitmproxy's `running`), which
+    # can come a moment after the proxy port listens: wait for it, bounded.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", admin_port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.stop()
+                raise
+            time.sleep(0.05)
     return process, admin_port
 
 

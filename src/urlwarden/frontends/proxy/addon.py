@@ -296,11 +296,11 @@ class UrlWarden:
         except (NotImplementedError, RuntimeError):  # no signals on this platform or loop
             pass
         sdnotify.ready()
-        self._notify_status()
+        self._notify_status(always=True)
 
-    def _notify_status(self) -> None:
+    def _notify_status(self, always: bool = False) -> None:
         """systemd's one-line ``STATUS=`` (lists, entries, last update), as ``systemctl status`` shows
-        it; sent when it changes (after start, each reload and each feed update)."""
+        it: at start and after each reload (`always`), and after a feed round that changed it."""
         current = self.runtime.current
         if current is None:
             return
@@ -310,7 +310,7 @@ class UrlWarden:
         feeds = current.feeds
         line = summary.service_status(current.state.snapshot.stats.lists, feeds.statuses() if feeds else (),
                                       self._lists_updated_at, current.missing_required)
-        if line != self._status_sent:
+        if always or line != self._status_sent:
             self._status_sent = line
             sdnotify.status(line)
 
@@ -381,7 +381,7 @@ class UrlWarden:
             if self._feed_loop is not None:
                 self._feed_loop.refresh_all_now()  # SIGHUP also refreshes every feed now
             sdnotify.ready()
-            self._notify_status()
+            self._notify_status(always=True)
             if not self._reload_again:
                 return
 

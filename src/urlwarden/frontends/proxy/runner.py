@@ -37,12 +37,13 @@ def run(config_path: str | None, list_specs: Sequence[str], listen: tuple[str, i
 
     config = read_config(config_path or str(default_config_path()), list_specs)
     logs.configure_logging(config.logging.level)  # (as the addon will: the load below logs what it loaded)
+    host, port = listen or config.listen
+    # before the lists are loaded: a port in use is one line, and nothing else is said
+    _check_ports(config, (host, port), "--listen" if listen else "listen", mitmproxy_args)
     source = str(Path(config.source).resolve())
     runtime = Runtime(offloader=Offloader())
     # the option values the addon will see, so that it recognises what is loaded already
     runtime.load(config, source=(source, tuple(list_specs)))
-    host, port = listen or config.listen
-    _check_ports(config, (host, port), "--listen" if listen else "listen", mitmproxy_args)
     # The addon applies (and polices) the listen address itself; the explicit options say the
     # same thing, so that mitmproxy never even starts out with its own default of every address.
     args = [
