@@ -67,3 +67,26 @@ def test_write_atomically_names_its_temporary_as_the_cleaner_expects(tmp_path, m
     monkeypatch.setattr(fsutil.os, "replace", spy)
     fsutil.write_atomically(str(tmp_path / "out"), [b"x"])
     assert len(seen) == 1 and fsutil._OUR_TEMP_NAME.match(seen[0])
+
+
+@pytest.mark.parametrize("content, limit, what, expected", [
+    (b"key: value\n", 100, "", None),
+    (b"x" * 101, 100, "", "{path}: larger than 100 bytes"),
+    (b"x" * 101, 100, "the template", "{path}: the template larger than 100 bytes"),
+    (b"caf\xe9\n", 100, "", "{path}: not UTF-8 text (byte 3)"),
+    (b"caf\xe9\n", 100, "the template", "{path}: the template is not UTF-8 text (byte 3)"),
+    (None, 100, "the template", "{path}: cannot read the template: No such file or directory"),
+])
+def test_read_small_text_names_the_file_in_one_line(tmp_path, content, limit, what, expected):
+    from urlwarden.core.fsutil import read_small_text
+    from urlwarden.errors import ConfigError
+
+    path = tmp_path / "f.txt"
+    if content is not None:
+        path.write_bytes(content)
+    if expected is None:
+        assert read_small_text(path, limit, what, ConfigError) == content.decode()
+        return
+    with pytest.raises(ConfigError) as info:
+        read_small_text(path, limit, what, ConfigError)
+    assert str(info.value) == expected.format(path=path)

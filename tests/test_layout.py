@@ -35,7 +35,7 @@ ALLOWED = {
     "logs": SHARED,
     "metrics": SHARED,
     "blockpage": SHARED | {"core", "blocktemplate"},
-    "blocktemplate": SHARED,
+    "blocktemplate": SHARED | {"core"},
     "config": SHARED | {"core", "feeds", "exports", "blockpage", "blocktemplate", "logs"},
     "selftest": SHARED | {"core", "config"},
     "cli": None,  # the command line is the top of the tree: anything

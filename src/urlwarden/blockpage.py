@@ -110,6 +110,7 @@ __all__ = [
     "localized",
     "reference",
     "render",
+    "render_for_request",
     "request_kind",
 ]
 
@@ -718,6 +719,23 @@ def _operator_page(page: PageSettings, list_name: str, entry_id: str, policy: Li
         help_text=None if help_text is None else _clean(help_text),
         status=policy.status,
     ).encode("utf-8")
+
+
+def render_for_request(list_name: str, entry_id: str, policy: ListPolicy, page: PageSettings,
+                       headers) -> BlockResponse:
+    """`render` with the request's own headers (anything with a case-insensitive ``get``, or a
+    mapping with lower-case names): the one place that picks the headers a block page depends on."""
+    return render(
+        list_name=list_name,
+        entry_id=entry_id,
+        policy=policy,
+        page=page,
+        accept_language=headers.get("accept-language"),
+        accept=headers.get("accept"),
+        sec_fetch_dest=headers.get("sec-fetch-dest"),
+        sec_fetch_mode=headers.get("sec-fetch-mode"),
+        x_requested_with=headers.get("x-requested-with"),
+    )
 
 
 def render(

@@ -35,6 +35,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from urlwarden.core.fsutil import read_small_text
 from urlwarden.errors import ConfigError
 
 __all__ = ["MAX_TEMPLATE_BYTES", "OperatorTemplate", "load_template"]
@@ -83,17 +84,7 @@ def _template_line(exc: BaseException, path: str) -> int | None:
 def load_template(path: str | Path) -> OperatorTemplate:
     """Read, compile and try the template at `path`; `ConfigError` naming the file and line."""
     path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_TEMPLATE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the block page template: {exc.strerror or exc}") from None
-    if len(data) > MAX_TEMPLATE_BYTES:
-        raise ConfigError(f"{path}: block page template larger than {MAX_TEMPLATE_BYTES} bytes")
-    try:
-        source = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: block page template is not UTF-8 text (byte {exc.start})") from None
+    source = read_small_text(path, MAX_TEMPLATE_BYTES, "the block page template", ConfigError)
     environment = _environment()
     try:
         template = environment.from_string(environment.parse(source, filename=path), globals={})

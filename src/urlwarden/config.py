@@ -21,6 +21,7 @@ import yaml
 
 from urlwarden.exports.pac import default_pac_proxy, parse_pac_proxy
 from urlwarden.blockpage import DEFAULT_LANGUAGE, LANGUAGES, MAX_URL_CHARS, ListPolicy, Localized, PageSettings, http_url
+from urlwarden.core.fsutil import read_small_text
 from urlwarden.errors import ConfigError, FeedError
 from urlwarden.feeds import get_adapter, make_adapter
 from urlwarden.feeds.manager import FeedSpec
@@ -186,17 +187,7 @@ def default_config_path() -> Path:
 
 def load_config(path: str | Path) -> Config:
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    text = read_small_text(path, MAX_CONFIG_BYTES, "", ConfigError)
     return parse_config(text, source=str(path), base_dir=path.parent)
 
 

@@ -93,3 +93,23 @@ def remove_stale_temporaries(directory: str, now: float | None = None, min_age: 
             except OSError:
                 continue
     return removed
+
+
+def read_small_text(path: str | os.PathLike[str], limit: int, what: str, error: type[Exception],
+                    encoding: str = "utf-8") -> str:
+    """The text of a small operator file (a configuration, a template, a side file), or `error`
+    with one line naming the file: unreadable, larger than `limit` bytes, or not `encoding` text.
+    `what` names the file's role in the message ("" for none)."""
+    role = f" {what}" if what else ""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read{role}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise error(f"{path}:{role} larger than {limit} bytes")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what + ' is ' if what else ''}not UTF-8 text (byte {exc.start})") from None
+

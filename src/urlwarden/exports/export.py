@@ -101,6 +101,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from urlwarden.core import canon
+from urlwarden.core.fsutil import read_small_text
 from urlwarden.errors import ConfigError, FeedError, ListError, UrlwardenError
 from urlwarden.feeds.payload import checksum, encode_list_header, normalize, parse_full
 from urlwarden.feeds.store import LastKnownGood
@@ -719,17 +720,7 @@ def _sort_key(address: Address) -> tuple[int, int]:
 
 def _read_side_file(path: str, what: str) -> list[tuple[int, str]]:
     """(line number, text without comment) of the non-empty lines of a small operator file."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SIDE_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    if len(data) > MAX_SIDE_FILE_BYTES:
-        raise ConfigError(f"{path}: {what} larger than {MAX_SIDE_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
+    text = read_small_text(path, MAX_SIDE_FILE_BYTES, what, ConfigError, encoding="utf-8-sig")
     out = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.partition("#")[0].strip()

@@ -711,17 +711,7 @@ def blockpage_answer(config: Config, target: str, headers: Mapping[str, str]) ->
     policy = config.policy_for(list_name)
     if policy.mode == "close":
         return None
-    return blockpage.render(
-        list_name=list_name,
-        entry_id=entry_id,
-        policy=policy,
-        page=config.page,
-        accept_language=headers.get("accept-language"),
-        accept=headers.get("accept"),
-        sec_fetch_dest=headers.get("sec-fetch-dest"),
-        sec_fetch_mode=headers.get("sec-fetch-mode"),
-        x_requested_with=headers.get("x-requested-with"),
-    )
+    return blockpage.render_for_request(list_name, entry_id, policy, config.page, headers)
 
 
 

@@ -665,17 +665,7 @@ def upgrade_allowed(flow: http.HTTPFlow, state: State, names: list[str | None]) 
 def block_response(verdict: Verdict, policy: blockpage.ListPolicy, config: Config,
                    headers: http.Headers) -> http.Response:
     """The block page for a request with these headers, as a mitmproxy response."""
-    page = blockpage.render(
-        list_name=verdict.list_name,
-        entry_id=verdict.entry_id,
-        policy=policy,
-        page=config.page,
-        accept_language=headers.get("accept-language"),
-        accept=headers.get("accept"),
-        sec_fetch_dest=headers.get("sec-fetch-dest"),
-        sec_fetch_mode=headers.get("sec-fetch-mode"),
-        x_requested_with=headers.get("x-requested-with"),
-    )
+    page = blockpage.render_for_request(verdict.list_name, verdict.entry_id, policy, config.page, headers)
     response = http.Response.make(page.status, page.body, [(k.encode(), v.encode()) for k, v in page.headers])
     if page.status == 451:
         response.reason = "Unavailable For Legal Reasons"  # RFC 7725; mitmproxy's table predates it
