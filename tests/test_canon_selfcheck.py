@@ -142,7 +142,7 @@ def test_the_addon_refuses_a_reload_once_running(tmp_path, monkeypatch, fresh_ch
 def test_urlwarden_check_subprocess_refuses_on_a_broken_canonicalizer(tmp_path):
     """The real console script, with the breakage injected at interpreter start (sitecustomize)."""
     (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
-        from urlwarden import canon
+        from urlwarden.core import canon
         real = canon.parse
         canon.parse = lambda url: real(url[1:] if isinstance(url, str) and "://" not in url else url)
     """))
