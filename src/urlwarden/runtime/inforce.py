@@ -72,6 +72,7 @@ class InForce:
     feed_lists  the feeds' lists the snapshot was built from, with their generation and versions
     generation  counts publications (1 for the first)
     source      what the front end loaded it from (the addon: its option values), opaque here
+    published   when it came into force (the runtime's clock)
     """
 
     state: State
@@ -79,6 +80,7 @@ class InForce:
     feed_lists: FeedLists
     generation: int
     source: Hashable = None
+    published: float | None = None
 
     @property
     def missing_required(self) -> tuple[str, ...]:
@@ -318,7 +320,8 @@ class Runtime:
         """The one assignment that swaps the new state in (with the lock held)."""
         old = self._current
         generation = old.generation + 1 if old is not None else 1
-        new = InForce(state=state, feeds=manager, feed_lists=feed_lists, generation=generation, source=source)
+        new = InForce(state=state, feeds=manager, feed_lists=feed_lists, generation=generation, source=source,
+                      published=self.clock())
         self._current = new
         if old is not None:
             self._retired = [(g, ref) for g, ref in self._retired if ref() is not None]

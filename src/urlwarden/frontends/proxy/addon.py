@@ -145,9 +145,7 @@ class UrlWarden:
         self._feed_loop: FeedLoop | None = None
         self._feed_task: asyncio.Task | None = None
         self._configured: Config | None = None  # the configuration `_follow_config` last applied
-        self._lists_updated_at: float | None = None  # when the lists in force were swapped in (STATUS=)
-        self._status_generation: int | None = None  # the generation the last STATUS= described
-        self._status_sent: str | None = None
+        self._status_sent: str | None = None  # the last STATUS= line
         # mitmproxy calls these after this addon for every event (see urlwarden.frontends.proxy.streaming)
         self.addons = [BodyStreaming()]
 
@@ -304,12 +302,9 @@ class UrlWarden:
         current = self.runtime.current
         if current is None:
             return
-        if current.generation != self._status_generation:
-            self._status_generation = current.generation
-            self._lists_updated_at = time.time()
         feeds = current.feeds
         line = summary.service_status(current.state.snapshot.stats.lists, feeds.statuses() if feeds else (),
-                                      self._lists_updated_at, current.missing_required)
+                                      current.published, current.missing_required)
         if always or line != self._status_sent:
             self._status_sent = line
             sdnotify.status(line)
