@@ -95,11 +95,10 @@ def remove_stale_temporaries(directory: str, now: float | None = None, min_age: 
     return removed
 
 
-def read_small_text(path: str | os.PathLike[str], limit: int, what: str, error: type[Exception],
-                    encoding: str = "utf-8") -> str:
-    """The text of a small operator file (a configuration, a template, a side file), or `error`
-    with one line naming the file: unreadable, larger than `limit` bytes, or not `encoding` text.
-    `what` names the file's role in the message ("" for none)."""
+def read_small_file(path: str | os.PathLike[str], limit: int, what: str, error: type[Exception]) -> bytes:
+    """The bytes of a small file (a configuration, a template, a key, metadata), or `error` with
+    one line naming the file: unreadable, or larger than `limit` bytes. `what` names the file's
+    role in the message ("" for none)."""
     role = f" {what}" if what else ""
     try:
         with open(path, "rb") as f:
@@ -108,8 +107,14 @@ def read_small_text(path: str | os.PathLike[str], limit: int, what: str, error: 
         raise error(f"{path}: cannot read{role}: {exc.strerror or exc}") from None
     if len(data) > limit:
         raise error(f"{path}:{role} larger than {limit} bytes")
+    return data
+
+
+def read_small_text(path: str | os.PathLike[str], limit: int, what: str, error: type[Exception],
+                    encoding: str = "utf-8") -> str:
+    """`read_small_file`, decoded; also `error` when it is not `encoding` text."""
+    data = read_small_file(path, limit, what, error)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise error(f"{path}: {what + ' is ' if what else ''}not UTF-8 text (byte {exc.start})") from None
-

@@ -77,7 +77,7 @@ from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from urlwarden.errors import UrlwardenError
-from urlwarden.core.fsutil import fsync_directory, write_atomically
+from urlwarden.core.fsutil import fsync_directory, read_small_file, write_atomically
 
 __all__ = [
     "DEFAULT_EXPIRY",
@@ -614,14 +614,7 @@ def _parse(data: bytes, where: str, kind: type) -> Metadata:
 
 
 def _read(path: str, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as exc:
-        raise TufError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise TufError(f"{path}: larger than {limit} bytes")
-    return data
+    return read_small_file(path, limit, "", TufError)
 
 
 def _write(path: str, data: bytes, *, mode: int) -> None:
