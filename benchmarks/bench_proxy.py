@@ -37,6 +37,10 @@ What each side runs with (printed at start, with the full argv):
 * bare mitmdump: ``mitmdump --listen-host 127.0.0.1 -p PORT --set confdir=DIR
   --set connection_strategy=lazy --set flow_detail=0 --set termlog_verbosity=error``
   (mitmdump's default addons, including its flow printer, which prints nothing at flow_detail 0).
+* bare-dispatch (http section): the same bare mitmdump with ``-s benchmarks/engine_dispatch.py``,
+  which gives it the event dispatch ``urlwarden run`` has (urlwarden.frontends.proxy.dispatch):
+  urlwarden/bare-dispatch is the cost of urlwarden's own checks on the same engine, beside
+  urlwarden/bare, which also counts what the dispatch saves.
 * urlwarden: ``urlwarden run --config CFG --listen 127.0.0.1:PORT -- --set confdir=DIR``; CFG
   has one plain list of N entries (``hNNNNNN.bench.test/p/N.html``, one per line) and defaults
   otherwise. ``urlwarden run`` itself sets connection_strategy=lazy, flow_detail=0 and
@@ -101,6 +105,7 @@ from tests.support.proxyproc import ProxyProcess, free_port, namespace_unavailab
 BIN = Path(sys.executable).parent  # run with the venv's python: mitmdump and urlwarden are beside it
 MITMDUMP = str(BIN / "mitmdump")
 URLWARDEN = str(BIN / "urlwarden")
+ENGINE_DISPATCH_SCRIPT = REPO / "benchmarks" / "engine_dispatch.py"  # bare mitmdump with urlwarden's event dispatch
 
 SECTIONS = ("http", "https", "reload", "scaleout")
 DEFAULT_ENTRIES = 1_000_000
@@ -440,7 +445,7 @@ def bench_http(rig: Rig, args) -> dict:
         f"origin addressed as {origin}")
     url = f"http://{origin}:{rig.nginx.http_port}{ORIGIN_PATH}"
     host = f"{origin}:{rig.nginx.http_port}"
-    targets = {"bare": rig.bare, "urlwarden": rig.urlwarden}
+    targets = {"bare": rig.bare, "bare-dispatch": rig.bare_dispatch, "urlwarden": rig.urlwarden}
     global WRK_CPUS
     everything = os.sched_getaffinity(0)
     if args.pin:  # the proxy measured on one CPU, its load (wrk, nginx) on the other, the same every run
@@ -455,7 +460,7 @@ def bench_http(rig: Rig, args) -> dict:
         wrk(rig.lua, proxy.port, url, host, args.connections, WARMUP)
     runs: list[dict] = []
     c = args.connections
-    log(f"  {'round':>5} {'proxy':<10} {f'req/s c{c}':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10}"
+    log(f"  {'round':>5} {'proxy':<13} {f'req/s c{c}':>10} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10}"
         f" {'p50 ms c1':>9} {'p99 ms c1':>9} {'other cores':>11} {'errors':>6}")
     for r in range(args.rounds):
         for name in alternate(list(targets), r):
@@ -467,7 +472,7 @@ def bench_http(rig: Rig, args) -> dict:
             cpu_per_request = cpu.measured_seconds / max(1, load.requests)
             runs.append({"round": r + 1, "proxy": name, "load": asdict(load), "single": asdict(single),
                          "cpu": cpu.as_dict(), "cpu_per_request": cpu_per_request, "errors": errors})
-            log(f"  {r + 1:>5} {name:<10} {load.rps:>10.1f} {_ms(load.p50):>7} {_ms(load.p99):>7}"
+            log(f"  {r + 1:>5} {name:<13} {load.rps:>10.1f} {_ms(load.p50):>7} {_ms(load.p99):>7}"
                 f" {_ms(cpu_per_request):>10} {_ms(single.p50):>9} {_ms(single.p99):>9} {cpu.other_cores:>11.2f}"
                 f" {errors:>6}")
     log(f"  commands: {runs[0]['load']['command']}\n            {runs[0]['single']['command']}")
@@ -476,6 +481,10 @@ def bench_http(rig: Rig, args) -> dict:
         return [run[key][metric] if metric else run[key] for run in runs if run["proxy"] == name]
 
     ratios = [u / b for u, b in zip(per("urlwarden", "load", "rps"), per("bare", "load", "rps"))]
+    # urlwarden's own checks, on the same engine: against bare mitmdump with urlwarden's dispatch
+    same_engine = [u / b for u, b in zip(per("urlwarden", "load", "rps"), per("bare-dispatch", "load", "rps"))]
+    same_engine_cpu = [b / u for u, b in zip(per("urlwarden", "cpu_per_request"),
+                                             per("bare-dispatch", "cpu_per_request"))]
     cpu_ratios = [b / u for u, b in zip(per("urlwarden", "cpu_per_request"), per("bare", "cpu_per_request"))]
     added_c1 = [u - b for u, b in zip(per("urlwarden", "single", "p50"), per("bare", "single", "p50"))]
     added_load = [u - b for u, b in zip(per("urlwarden", "load", "p50"), per("bare", "load", "p50"))]
@@ -493,6 +502,11 @@ def bench_http(rig: Rig, args) -> dict:
         "added_p50_c1_per_round": added_c1,
         "added_p50_c1_median": statistics.median(added_c1),
         "added_p50_load_median": statistics.median(added_load),
+        "bare_dispatch_rps": statistics.median(per("bare-dispatch", "load", "rps")),
+        "bare_dispatch_cpu_per_request": statistics.median(per("bare-dispatch", "cpu_per_request")),
+        "same_engine_ratio_per_round": same_engine,
+        "same_engine_ratio_median": statistics.median(same_engine),
+        "same_engine_cpu_ratio_median": statistics.median(same_engine_cpu),
         "errors": sum(run["errors"] for run in runs),
     }
     log(f"  throughput urlwarden/bare: median {summary['ratio_median']:.3f} "
@@ -500,6 +514,10 @@ def bench_http(rig: Rig, args) -> dict:
     log(f"  CPU per request, bare/urlwarden (the throughput ratio on a core of its own): median "
         f"{summary['cpu_ratio_median']:.3f} (per round {', '.join(f'{x:.3f}' for x in cpu_ratios)}); "
         f"bare {_ms(summary['bare_cpu_per_request'])} ms, urlwarden {_ms(summary['urlwarden_cpu_per_request'])} ms")
+    log(f"  on the same engine, urlwarden/bare-dispatch (urlwarden's checks alone): throughput median "
+        f"{summary['same_engine_ratio_median']:.3f} (per round {', '.join(f'{x:.3f}' for x in same_engine)}), "
+        f"CPU per request {summary['same_engine_cpu_ratio_median']:.3f}; "
+        f"bare-dispatch {_ms(summary['bare_dispatch_cpu_per_request'])} ms")
     log(f"  added p50, unloaded (c1): median {_ms(summary['added_p50_c1_median'])} ms "
         f"(per round {', '.join(_ms(x) for x in added_c1)}; aim <= 1 ms); "
         f"bare {_ms(summary['bare_p50_c1'])} ms, urlwarden {_ms(summary['urlwarden_p50_c1'])} ms")
@@ -835,6 +853,8 @@ class Rig:
         stack.callback(self.notify_socket.close)
         config = write_urlwarden_config(base, list_path)
         self.bare = self._proxy(stack, "bare", lambda p, c: mitmdump_argv(p, c, pki))
+        self.bare_dispatch = self._proxy(stack, "bare-dispatch",
+                                         lambda p, c: mitmdump_argv(p, c, pki, "-s", str(ENGINE_DISPATCH_SCRIPT)))
         self.bare_ignore = self._proxy(stack, "bare-ignore",
                                        lambda p, c: mitmdump_argv(p, c, pki, "--set", "ignore_hosts=.*"))
         self.urlwarden = self._proxy(stack, "urlwarden", lambda p, c: urlwarden_argv(p, config, c, pki),
@@ -946,7 +966,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = results["http" if entries == args.entries else f"http-{entries}"]["summary"]
             log(f"  {entries:>12,} entries: median {summary['ratio_median']:.3f} (CPU per request "
                 f"{summary['cpu_ratio_median']:.3f}), urlwarden {summary['urlwarden_rps']:.0f} req/s, "
-                f"bare {summary['bare_rps']:.0f} req/s")
+                f"bare {summary['bare_rps']:.0f} req/s; against bare-dispatch {summary['same_engine_ratio_median']:.3f} "
+                f"(CPU per request {summary['same_engine_cpu_ratio_median']:.3f})")
     info_end = os.getloadavg()
     log(f"\nload average at the end: {info_end[0]:.2f} {info_end[1]:.2f} {info_end[2]:.2f}")
     if args.json:

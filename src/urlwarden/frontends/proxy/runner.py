@@ -104,12 +104,14 @@ def _start_mitmproxy(runtime, banner: list[str], listen: tuple[str, int], args: 
     from mitmproxy.tools import cmdline, main
     from mitmproxy.tools.dump import DumpMaster
 
+    from urlwarden.frontends.proxy import dispatch
     from urlwarden.frontends.proxy.addon import UrlWarden
     from urlwarden.frontends.proxy.tunnel import TunnelGuard, put_before
 
     class UrlwardenMaster(DumpMaster):
         def __init__(self, options):
             super().__init__(options, with_termlog=True, with_dumper=False)
+            dispatch.install(self.addons)
             guard = TunnelGuard()
             # (the runtime, not a snapshot: what it holds is replaced and released on reloads)
             self.addons.add(UrlWarden(runtime, listen=listen), guard, Banner(banner))
