@@ -40,18 +40,18 @@ class Probe:
     def _hook(self, event: str, behaviour: str, calls: list):
         label = self.label
 
-        def sync_hook(flow):
+        def sync_hook(*args):
             calls.append((label, event))
 
-        async def async_hook(flow):
+        async def async_hook(*args):
             await asyncio.sleep(0)
             calls.append((label, event))
 
-        def failing_hook(flow):
+        def failing_hook(*args):
             calls.append((label, event))
             raise RuntimeError(f"{label} failed in {event}")
 
-        def halting_hook(flow):
+        def halting_hook(*args):
             calls.append((label, event))
             raise exceptions.AddonHalt()
 
@@ -229,3 +229,28 @@ class _Capture:
     def __exit__(self, *exc):
         self.logger.removeHandler(self.handler)
         self.logger.setLevel(self.old_level)
+
+
+def test_children_a_hook_adds_get_the_same_event_as_in_mitmproxy(caplog):
+    # mitmproxy reads an addon's children after calling the addon's own hook (the script loader
+    # adds a script's addons that way); so does the dispatch.
+    def run(fast: bool) -> list:
+        calls = []
+
+        class Loader:
+            def __init__(self):
+                self.addons = []
+
+            def running(self):
+                calls.append("loader")
+                self.addons = [Probe("child", calls, {"running": "sync"})]
+
+        with taddons.context() as tctx:
+            manager = addonmanager.AddonManager(tctx.master)
+            if fast:
+                assert dispatch.install(manager)
+            manager.chain.append(Loader())
+            asyncio.run(manager.trigger_event(hooks.RunningHook()))
+        return calls
+
+    assert run(fast=True) == run(fast=False) == ["loader", ("child", "running")]

@@ -64,11 +64,12 @@ async def trigger_event(self: addonmanager.AddonManager, event) -> None:
             _log_addon_error()
 
 
-def _with_children(addon) -> tuple | list:
-    # `traverse` order: the addon, then each child followed by its own children.
+def _with_children(addon):
+    # `traverse` itself where there are children: it reads them lazily, so children that a hook
+    # adds (the script loader loading a script) get the same event, as in mitmproxy.
     if not hasattr(addon, "addons"):
         return (addon,)
-    return list(addonmanager.traverse([addon]))
+    return addonmanager.traverse([addon])
 
 
 def _log_addon_error() -> None:
