@@ -43,7 +43,12 @@ run, not absolute figures across machines.
 Needs root (unshare --mount for the proxies' private /etc/hosts), curl and nginx.
 
 Usage: .venv/bin/python benchmarks/bench_bulk.py [--only SECTIONS] [--size BYTES] [--rounds R]
-       [--entries N] [--medium-count N] [--buffered] [--quick] [--json FILE]
+       [--entries N] [--medium-count N] [--buffered] [--quick] [--timeline] [--json FILE]
+
+``--timeline`` loads benchmarks/engine_timeline.py into bare mitmdump and urlwarden and prints,
+per path, the median time of each step of a download's connection up to the response head
+(CONNECT read, ClientHello, client TLS, request headers, upstream connect, TCP, TLS, response
+head). It adds a few hooks to both proxies; leave it off for throughput figures.
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ MIB = 1 << 20
 DEFAULT_SIZE = GIB
 DEFAULT_ENTRIES = 100_000
 DEFAULT_ROUNDS = 1
+TIMELINE_SCRIPT = Path(__file__).resolve().parent / "engine_timeline.py"
+TIMELINE_STEPS = ("connect", "clienthello", "client_tls", "request_headers", "server_connect", "server_tcp",
+                  "server_tls", "response_headers")
 DEFAULT_MEDIUM_COUNT = 512
 MEDIUM_PARALLEL = 32
 TRANSFER_TIMEOUT = 180  # seconds any one curl run may take
@@ -197,6 +205,7 @@ class Transfer:
     idle_mb: float | None
     peak_mb: float | None
     command: str
+    timeline: dict | None = None  # --timeline: the proxy's steps to the response head, ms (engine_timeline.py)
 
     @property
     def mb_per_s(self) -> float:
@@ -208,8 +217,10 @@ class Transfer:
 
 
 class Rig:
-    def __init__(self, nginx: BulkNginx, pki, proxies: dict[str, tuple[int, int, Path]]):
+    def __init__(self, nginx: BulkNginx, pki, proxies: dict[str, tuple[int, int, Path]],
+                 timelines: dict[str, Path] | None = None):
         self.nginx, self.pki, self.proxies = nginx, pki, proxies  # name -> (port, pid, mitmproxy CA)
+        self.timelines = timelines or {}  # name -> the file engine_timeline.py appends to
 
     def url(self, path: str, resource: str) -> str:
         if path == "http":
@@ -252,15 +263,23 @@ def one_transfer(rig: Rig, target: str, path: str, upload_file: Path | None, siz
                  rig.url(path, "/sink")]
     else:
         argv.append(rig.url(path, "/big"))
+    timeline_file = rig.timelines.get(target)
+    seen = timeline_file.stat().st_size if timeline_file is not None and timeline_file.exists() else 0
     with Memory(rig.pid(target)) as mem:
         code, version, pretransfer, ttfb, total, down, up = _curl(argv)
+    timeline = None
+    if timeline_file is not None and upload_file is None:
+        with open(timeline_file) as f:
+            f.seek(seen)
+            lines = f.read().splitlines()
+        timeline = json.loads(lines[-1]) if lines else None
     moved = int(float(up if upload_file is not None else down))
     if code != "200" or moved != size:
         raise RuntimeError(f"{target} {path}: status {code}, {moved} of {size} bytes\n{' '.join(argv)}")
     download = upload_file is None
     return Transfer(target, path, float(total), float(ttfb) if download else None,
                     float(ttfb) - float(pretransfer) if download else None, moved, code,
-                    version, mem.idle, mem.peak, shlex.join(argv))
+                    version, mem.idle, mem.peak, shlex.join(argv), timeline)
 
 
 def medium_transfers(rig: Rig, target: str, path: str, count: int, workdir: Path) -> Transfer:
@@ -344,6 +363,15 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
             line += (f"; buffered: {rate[BUFFERED]:.1f} MB/s, peak - idle {s['growth_mb'][BUFFERED]:.0f} MB"
                      + (f", TTFB {s['ttfb_ms'][BUFFERED]:.0f} ms" if name == "download" else ""))
         log(line)
+        if name == "download" and rig.timelines:
+            s["timeline_ms"] = {}
+            for target in rig.timelines:
+                steps = [t.timeline for t in runs if t.path == path and t.target == target and t.timeline]
+                medians = {k: statistics.median(st[k] for st in steps if k in st)
+                           for k in TIMELINE_STEPS if any(k in st for st in steps)}
+                s["timeline_ms"][target] = medians
+                log(f"  {'':<15} {target} steps to the response head, median ms: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     return {"runs": [asdict(t) | {"mb_per_s": t.mb_per_s} for t in runs], "summary": summary}
 
 
@@ -367,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also urlwarden with urlwarden_stream_bodies=off (needs memory: several times --size)")
     parser.add_argument("--quick", action="store_true", help="256 MiB bodies, 128 medium GETs (a smoke run)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    parser.add_argument("--timeline", action="store_true",
+                        help="downloads: also where each proxy's time to first byte goes, step by step "
+                             "(benchmarks/engine_timeline.py loaded into both proxies)")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.medium_count = 256 * MIB, 128
@@ -392,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         bp.OUR_GROUPS.add(nginx.process.pid)
         log(f"  started nginx: {' '.join(nginx.argv)} (http {nginx.http_port}, https {nginx.https_port})")
         config = bp.write_urlwarden_config(base, list_path)
-        proxies = {}
+        proxies, timelines = {}, {}
         for name, make in (
             ("bare", lambda p, c: bp.mitmdump_argv(p, c, pki, "--set", "stream_large_bodies=1",
                                                    "--set", r"ignore_hosts=clean\.bench\.test")),
@@ -401,9 +432,14 @@ def main(argv: list[str] | None = None) -> int:
                 + ["--set", "urlwarden_stream_bodies=off"])] if args.buffered else []),
         ):
             port, confdir = free_port(), base / f"conf-{name}"
-            process = bp.start(stack, name, make(port, confdir), port, base / name)
+            proxy_argv, env = make(port, confdir), None
+            if args.timeline and name != BUFFERED:
+                timelines[name] = base / f"timeline-{name}.jsonl"
+                proxy_argv += ["-s", str(TIMELINE_SCRIPT)]
+                env = {"URLWARDEN_TIMELINE": str(timelines[name])}
+            process = bp.start(stack, name, proxy_argv, port, base / name, env=env)
             proxies[name] = (port, process.pid, confdir / "mitmproxy-ca-cert.pem")
-        rig = Rig(nginx, pki, proxies)
+        rig = Rig(nginx, pki, proxies, timelines)
         for target in ("direct", *proxies):  # warm up every path once (certificates minted, connections set up)
             for path in PATHS:
                 _curl(rig.curl_args(target, path) + ["-w", "%{http_code}", rig.url(path, "/medium")])

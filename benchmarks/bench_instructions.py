@@ -17,6 +17,11 @@ instructions per request is the throughput ratio the two would have on a core of
 Instructions are not cycles (cache misses and branch mispredictions are not counted); they
 measure the work each proxy does per request, not its memory behaviour.
 
+A third process, "bare-dispatch", is bare mitmdump with ``-s benchmarks/engine_dispatch.py``:
+mitmproxy's event dispatch as ``urlwarden run`` has it (urlwarden.frontends.proxy.dispatch), so
+that bare-dispatch/urlwarden is the work of urlwarden's own checks on the same engine, beside
+bare/urlwarden, which also counts what the dispatch saves.
+
 ``--urlwarden-set NAME=VALUE`` and ``--bare-set NAME=VALUE`` (repeatable) pass mitmproxy options
 to one side only: e.g. ``--urlwarden-set urlwarden_stream_bodies=off`` measures urlwarden with
 bodies buffered, ``--bare-set stream_large_bodies=0`` bare mitmdump streaming as urlwarden does.
@@ -136,22 +141,27 @@ def main(argv: list[str] | None = None) -> int:
         origin = bp.ORIGIN_NAME if args.origin == "name" else "127.0.0.1"
         request = (f"GET http://{origin}:{nginx.http_port}{bp.ORIGIN_PATH} HTTP/1.1\r\n"
                    f"Host: {origin}:{nginx.http_port}\r\n\r\n").encode()
-        per_request: dict[str, list[float]] = {"bare": [], "urlwarden": []}
+        per_request: dict[str, list[float]] = {"bare": [], "bare-dispatch": [], "urlwarden": []}
         for r in range(args.rounds):
             for name in bp.alternate(list(per_request), r):
                 port = free_port()
                 confdir = base / f"conf-{name}"
-                extra = [a for value in (args.bare_set if name == "bare" else args.urlwarden_set)
+                extra = [a for value in (args.urlwarden_set if name == "urlwarden" else args.bare_set)
                          for a in ("--set", value)]
-                proxy_argv = (bp.mitmdump_argv(port, confdir, pki, *extra) if name == "bare"
-                              else bp.urlwarden_argv(port, config, confdir, pki) + extra)
+                if name == "urlwarden":
+                    proxy_argv = bp.urlwarden_argv(port, config, confdir, pki) + extra
+                else:
+                    script = ["-s", str(bp.ENGINE_DISPATCH_SCRIPT)] if name == "bare-dispatch" else []
+                    proxy_argv = bp.mitmdump_argv(port, confdir, pki, *script, *extra)
                 total = measure(stack, name, proxy_argv, port, base / f"{name}-{r}", request, args.requests)
                 per_request[name].append(total / args.requests)
         bare = min(per_request["bare"])
+        same_engine = min(per_request["bare-dispatch"])
         ours = min(per_request["urlwarden"])
         bp.log(f"\n  instructions per request (lowest of {args.rounds} rounds): bare {bare:,.0f}, "
-               f"urlwarden {ours:,.0f} (+{ours - bare:,.0f})")
-        bp.log(f"  bare/urlwarden: {bare / ours:.3f} (aim >= 0.97); every round: "
+               f"bare-dispatch {same_engine:,.0f}, urlwarden {ours:,.0f} (+{ours - same_engine:,.0f} on the same engine)")
+        bp.log(f"  bare/urlwarden: {bare / ours:.3f} (aim >= 0.97); bare-dispatch/urlwarden (urlwarden's checks "
+               f"alone): {same_engine / ours:.3f}; every round: "
                + ", ".join(f"{n} {v:,.0f}" for n, values in per_request.items() for v in values))
     return 0
 
