@@ -35,6 +35,10 @@ upload    one POST of ``--size`` bytes (curl -T -X POST from a sparse file; ngin
 medium    ``--medium-count`` GETs of a 1 MiB file over 32 parallel connections (curl --parallel
           --parallel-max 32): responses/s and MB/s, peak memory.
 
+Every transfer also reads the proxy's CPU time (its process group, from /proc): CPU seconds
+per GB moved, whose ratio bare/urlwarden is the throughput ratio each would have on a core of
+its own, steadier than MB/s when curl, nginx and the proxy share two cores.
+
 Prints per target and path, then the ratios urlwarden/bare and urlwarden/direct, the TTFB
 urlwarden adds over direct, and peak - idle memory, against the aims (docs/performance.md).
 The load generator, nginx and the proxies share this machine's cores: compare ratios from one
@@ -206,6 +210,11 @@ class Transfer:
     peak_mb: float | None
     command: str
     timeline: dict | None = None  # --timeline: the proxy's steps to the response head, ms (engine_timeline.py)
+    cpu_seconds: float | None = None  # the proxy's CPU time during the transfer (its process group)
+
+    @property
+    def cpu_s_per_gb(self) -> float | None:
+        return None if self.cpu_seconds is None else self.cpu_seconds / (self.bytes / 1e9)
 
     @property
     def mb_per_s(self) -> float:
@@ -265,7 +274,8 @@ def one_transfer(rig: Rig, target: str, path: str, upload_file: Path | None, siz
         argv.append(rig.url(path, "/big"))
     timeline_file = rig.timelines.get(target)
     seen = timeline_file.stat().st_size if timeline_file is not None and timeline_file.exists() else 0
-    with Memory(rig.pid(target)) as mem:
+    pid = rig.pid(target)
+    with Memory(pid) as mem, bp.CpuMeter([pid] if pid else []) as cpu:
         code, version, pretransfer, ttfb, total, down, up = _curl(argv)
     timeline = None
     if timeline_file is not None and upload_file is None:
@@ -279,7 +289,8 @@ def one_transfer(rig: Rig, target: str, path: str, upload_file: Path | None, siz
     download = upload_file is None
     return Transfer(target, path, float(total), float(ttfb) if download else None,
                     float(ttfb) - float(pretransfer) if download else None, moved, code,
-                    version, mem.idle, mem.peak, shlex.join(argv), timeline)
+                    version, mem.idle, mem.peak, shlex.join(argv), timeline,
+                    cpu.measured_seconds if pid else None)
 
 
 def medium_transfers(rig: Rig, target: str, path: str, count: int, workdir: Path) -> Transfer:
@@ -288,14 +299,15 @@ def medium_transfers(rig: Rig, target: str, path: str, count: int, workdir: Path
     config.write_text("".join(f'url = "{url}"\noutput = "/dev/null"\n' for _ in range(count)))
     argv = rig.curl_args(target, path, discard=False) + ["--parallel", "--parallel-max", str(MEDIUM_PARALLEL), "--parallel-immediate",
              "-w", "%{http_code}\n", "-K", str(config)]
-    with Memory(rig.pid(target)) as mem:
+    pid = rig.pid(target)
+    with Memory(pid) as mem, bp.CpuMeter([pid] if pid else []) as cpu:
         started = time.monotonic()
         codes = _curl(argv)
         seconds = time.monotonic() - started
     if codes.count("200") != count:
         raise RuntimeError(f"{target} {path}: {codes.count('200')} of {count} responses were 200\n{' '.join(argv)}")
     return Transfer(target, path, seconds, None, None, count * MIB, "200", "", mem.idle, mem.peak,
-                    shlex.join(argv[:-2]) + f" -K <{count} x {url}>")
+                    shlex.join(argv[:-2]) + f" -K <{count} x {url}>", cpu_seconds=cpu.measured_seconds if pid else None)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -305,7 +317,7 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
             "medium": f"{args.medium_count} GETs of 1 MiB over {MEDIUM_PARALLEL} connections"}[name]
     log(f"\n== {name}: {what}, {args.rounds} round(s)")
     log(f"  {'round':>5} {'path':<15} {'target':<10} {'MB/s':>8} {'TTFB ms':>8} {'req-FB ms':>9} {'seconds':>8} {'idle MB':>8}"
-        f" {'peak MB':>8} {'+MB':>6} {'http':>4}")
+        f" {'peak MB':>8} {'+MB':>6} {'CPU s/GB':>8} {'http':>4}")
     upload_file = None
     if name == "upload":
         upload_file = workdir / "upload.bin"
@@ -326,8 +338,9 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
                 idle = f"{t.idle_mb:.0f}" if t.idle_mb is not None else "-"
                 peak = f"{t.peak_mb:.0f}" if t.peak_mb is not None else "-"
                 growth = f"{t.growth_mb:.0f}" if t.growth_mb is not None else "-"
+                cpu = f"{t.cpu_s_per_gb:.2f}" if t.cpu_s_per_gb is not None else "-"
                 log(f"  {r + 1:>5} {path:<15} {target:<10} {t.mb_per_s:>8.1f} {ttfb:>8} {rfb:>9} {t.seconds:>8.2f} {idle:>8}"
-                    f" {peak:>8} {growth:>6} {t.http_version:>4}")
+                    f" {peak:>8} {growth:>6} {cpu:>8} {t.http_version:>4}")
     log(f"  e.g.: {next(t.command for t in runs if t.target == 'urlwarden')}")
     summary = {}
     for path in paths:
@@ -343,7 +356,11 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
             "bare_vs_direct": rate["bare"] / rate["direct"],
             "growth_mb": {target: med(target, lambda t: t.growth_mb) for target in targets if target != "direct"},
             "idle_mb": {target: med(target, lambda t: t.idle_mb) for target in targets if target != "direct"},
+            "cpu_s_per_gb": {target: med(target, lambda t: t.cpu_s_per_gb) for target in targets if target != "direct"},
         }
+        # CPU per byte moved: the throughput ratio each proxy would have on a core of its own,
+        # steadier on a shared machine than MB/s (as bench_proxy.py's CPU per request)
+        s["cpu_bare_vs_urlwarden"] = s["cpu_s_per_gb"]["bare"] / s["cpu_s_per_gb"]["urlwarden"]
         if name == "download":
             ttfb = {target: med(target, lambda t: t.ttfb) for target in targets}
             s["ttfb_ms"] = {k: v * 1000 for k, v in ttfb.items()}
@@ -353,7 +370,8 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
             s["request_to_first_byte_added_ms"] = (rfb["urlwarden"] - rfb["direct"]) * 1000
         summary[path] = s
         line = (f"  {path:<15} urlwarden/bare {s['vs_bare']:.3f} (aim >= {AIMS['throughput_vs_bare']}), "
-                f"urlwarden/direct {s['vs_direct']:.3f}, bare/direct {s['bare_vs_direct']:.3f}; peak - idle: "
+                f"urlwarden/direct {s['vs_direct']:.3f}, bare/direct {s['bare_vs_direct']:.3f}; CPU per GB "
+                f"bare/urlwarden {s['cpu_bare_vs_urlwarden']:.3f}; peak - idle: "
                 f"urlwarden {s['growth_mb']['urlwarden']:.0f} MB, bare {s['growth_mb']['bare']:.0f} MB "
                 f"(aim <= {AIMS['rss_mb']:.0f} MB)")
         if name == "download":
@@ -370,8 +388,9 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
                 medians = {k: statistics.median(st[k] for st in steps if k in st)
                            for k in TIMELINE_STEPS if any(k in st for st in steps)}
                 s["timeline_ms"][target] = medians
-                log(f"  {'':<15} {target} steps to the response head, median ms: "
-                    + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+                if medians:  # (none for passed-through TLS: the proxy sees no request in it)
+                    log(f"  {'':<15} {target} steps to the response head, median ms: "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     return {"runs": [asdict(t) | {"mb_per_s": t.mb_per_s} for t in runs], "summary": summary}
 
 
