@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from tests.support.clients import CurlResult
 from tests.support.origin import pattern_sha256
 from tests.support.procmem import PeakRss
 from tests.support.netns import (
-    Lab, Namespace, NetnsError, NetnsOrigin, NetnsProxyProcess, netns_unavailable_reason, ns_curl,
+    Lab, Namespace, NetnsError, NetnsOrigin, NetnsProxyProcess, netns_unavailable_reason, ns_curl, ns_curl_sha256,
 )
 
 _REASON = netns_unavailable_reason()
@@ -515,15 +513,8 @@ STREAM_MEMORY_SLACK_KB = 100 * 1024
 
 def test_large_download_streams_through_transparent_mode_in_flat_memory(proxy, fresh_origin, net):
     """Transparent mode carries bodies in mitmproxy's same HTTP layer: they stream here too."""
-    argv = net.client.exec_argv(["curl", "-q", "-sS", "--connect-timeout", "3", "--max-time", "60", "-o", "-",
-                                 f"http://unlisted.test/stream/{STREAM_BYTES}"])
-    digest, got = hashlib.sha256(), 0
-    with PeakRss(proxy.pid) as rss, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as curl:
-        while chunk := curl.stdout.read(1 << 20):
-            digest.update(chunk)
-            got += len(chunk)
-        err = curl.stderr.read().decode()
-    assert curl.returncode == 0, err
-    assert (got, digest.hexdigest()) == (STREAM_BYTES, pattern_sha256(STREAM_BYTES))
+    with PeakRss(proxy.pid) as rss:
+        received = ns_curl_sha256(net.client, f"http://unlisted.test/stream/{STREAM_BYTES}")
+    assert received == (STREAM_BYTES, pattern_sha256(STREAM_BYTES))
     assert_came_through_the_gateway(fresh_origin, "http")
     assert rss.growth_kb < STREAM_MEMORY_SLACK_KB, f"the proxy grew {rss.describe()}"

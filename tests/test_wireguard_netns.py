@@ -24,7 +24,6 @@ skipped otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import shutil
@@ -39,7 +38,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.certs import make_test_pki
-from tests.support.netns import Lab, NetnsOrigin, NetnsProxyProcess, netns_unavailable_reason, ns_curl
+from tests.support.netns import (
+    Lab, NetnsOrigin, NetnsProxyProcess, netns_unavailable_reason, ns_curl, ns_curl_sha256,
+)
 from tests.support.origin import pattern_sha256
 from tests.support.procmem import PeakRss
 
@@ -379,16 +380,10 @@ STREAM_MEMORY_SLACK_KB = 100 * 1024
 def test_large_download_streams_through_the_tunnel_in_flat_memory(tunnel, lab, proxy, fresh_origin, scheme, host):
     """WireGuard traffic reaches the same HTTP layer (intercepted HTTPS here: paths.test has
     listed paths): its bodies stream too, checksummed end to end, the proxy's memory flat."""
-    argv = lab.client.exec_argv(["curl", "-q", "-sS", "--connect-timeout", "5", "--max-time", "90",
-                                 "--cacert", str(proxy.ca), "-o", "-", f"{scheme}://{host}/stream/{STREAM_BYTES}"])
-    digest, got = hashlib.sha256(), 0
-    with PeakRss(proxy.pid) as rss, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as curl:
-        while chunk := curl.stdout.read(1 << 20):
-            digest.update(chunk)
-            got += len(chunk)
-        err = curl.stderr.read().decode()
-    assert curl.returncode == 0, err
-    assert (got, digest.hexdigest()) == (STREAM_BYTES, pattern_sha256(STREAM_BYTES))
+    with PeakRss(proxy.pid) as rss:
+        received = ns_curl_sha256(lab.client, f"{scheme}://{host}/stream/{STREAM_BYTES}", "--cacert", str(proxy.ca),
+                                  timeout=90)
+    assert received == (STREAM_BYTES, pattern_sha256(STREAM_BYTES))
     fresh_origin.wait_idle()
     assert [(r.host, r.target) for r in fresh_origin.requests] == [(host, f"/stream/{STREAM_BYTES}")]
     assert rss.growth_kb < STREAM_MEMORY_SLACK_KB, f"the proxy grew {rss.describe()}"

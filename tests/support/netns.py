@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import ipaddress
 import itertools
 import os
@@ -346,6 +347,22 @@ def ns_curl(ns: Namespace, *args: str, timeout: float = 10) -> CurlResult:
     status, headers = blocks[-1] if blocks else (None, [])
     return CurlResult(status=status, headers=headers, body=body, exit_code=done.returncode,
                       stderr=done.stderr.decode("utf-8", "replace"), blocks=blocks)
+
+
+def ns_curl_sha256(ns: Namespace, url: str, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """(bytes, SHA-256) of the body curl receives inside `ns`, hashed as it arrives (nothing of a
+    large body is held); raises AssertionError with curl's message if curl fails."""
+    argv = ns.exec_argv(["curl", "-q", "-sS", "--connect-timeout", "5", "--max-time", str(timeout),
+                         *args, "-o", "-", url])
+    digest, got = hashlib.sha256(), 0
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_no_proxy_env()) as curl:
+        while chunk := curl.stdout.read(1 << 20):
+            digest.update(chunk)
+            got += len(chunk)
+        err = curl.stderr.read().decode("utf-8", "replace")
+    if curl.returncode != 0:
+        raise AssertionError(f"curl exit {curl.returncode}: {err}")
+    return got, digest.hexdigest()
 
 
 class NetnsProxyProcess(ProxyProcess):
