@@ -87,6 +87,7 @@ MIB = 1 << 20
 DEFAULT_SIZE = GIB
 DEFAULT_ENTRIES = 100_000
 DEFAULT_ROUNDS = 1
+MIN_CPU_SECONDS = 0.1  # CPU per GB only from transfers that took at least 10 ticks of the proxy's CPU
 TIMELINE_SCRIPT = Path(__file__).resolve().parent / "engine_timeline.py"
 TIMELINE_STEPS = ("connect", "clienthello", "client_tls", "request_headers", "server_connect", "server_tcp",
                   "server_tls", "response_headers")
@@ -214,7 +215,10 @@ class Transfer:
 
     @property
     def cpu_s_per_gb(self) -> float | None:
-        return None if self.cpu_seconds is None else self.cpu_seconds / (self.bytes / 1e9)
+        # /proc counts CPU time in ticks (10 ms): too few of them for a small transfer say nothing
+        if self.cpu_seconds is None or self.cpu_seconds < MIN_CPU_SECONDS:
+            return None
+        return self.cpu_seconds / (self.bytes / 1e9)
 
     @property
     def mb_per_s(self) -> float:
@@ -360,7 +364,8 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
         }
         # CPU per byte moved: the throughput ratio each proxy would have on a core of its own,
         # steadier on a shared machine than MB/s (as bench_proxy.py's CPU per request)
-        s["cpu_bare_vs_urlwarden"] = s["cpu_s_per_gb"]["bare"] / s["cpu_s_per_gb"]["urlwarden"]
+        cpu_bare, cpu_ours = s["cpu_s_per_gb"]["bare"], s["cpu_s_per_gb"]["urlwarden"]
+        s["cpu_bare_vs_urlwarden"] = cpu_bare / cpu_ours if cpu_bare and cpu_ours else None
         if name == "download":
             ttfb = {target: med(target, lambda t: t.ttfb) for target in targets}
             s["ttfb_ms"] = {k: v * 1000 for k, v in ttfb.items()}
@@ -371,7 +376,7 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
         summary[path] = s
         line = (f"  {path:<15} urlwarden/bare {s['vs_bare']:.3f} (aim >= {AIMS['throughput_vs_bare']}), "
                 f"urlwarden/direct {s['vs_direct']:.3f}, bare/direct {s['bare_vs_direct']:.3f}; CPU per GB "
-                f"bare/urlwarden {s['cpu_bare_vs_urlwarden']:.3f}; peak - idle: "
+                f"bare/urlwarden {_ratio(s['cpu_bare_vs_urlwarden'])}; peak - idle: "
                 f"urlwarden {s['growth_mb']['urlwarden']:.0f} MB, bare {s['growth_mb']['bare']:.0f} MB "
                 f"(aim <= {AIMS['rss_mb']:.0f} MB)")
         if name == "download":
@@ -392,6 +397,10 @@ def run_section(name: str, rig: Rig, args, workdir: Path) -> dict:
                     log(f"  {'':<15} {target} steps to the response head, median ms: "
                         + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
     return {"runs": [asdict(t) | {"mb_per_s": t.mb_per_s} for t in runs], "summary": summary}
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def preflight() -> str | None:
