@@ -370,7 +370,6 @@ def test_intercept_none_plain_http_is_still_inspected(tunnel_none, lab, fresh_or
     assert result.status == BLOCK_STATUS and fresh_origin.connections == []
 
 
-
 STREAM_BYTES = 64 * 1024 * 1024
 """Through wireguard-go (userspace) and mitmproxy's WireGuard stack: a few seconds."""
 STREAM_MEMORY_SLACK_KB = 100 * 1024
