@@ -74,6 +74,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_proxy as bp  # noqa: E402  (nginx, proxies, machine description, list writing)
+import engine_timeline  # noqa: E402  (the steps its lines hold)
 
 from tests.support.certs import make_test_pki  # noqa: E402
 from tests.support.proxyproc import ProxyProcess, free_port, namespace_unavailable_reason  # noqa: E402
@@ -88,9 +89,8 @@ DEFAULT_SIZE = GIB
 DEFAULT_ENTRIES = 100_000
 DEFAULT_ROUNDS = 1
 MIN_CPU_SECONDS = 0.1  # CPU per GB only from transfers that took at least 10 ticks of the proxy's CPU
-TIMELINE_SCRIPT = Path(__file__).resolve().parent / "engine_timeline.py"
-TIMELINE_STEPS = ("connect", "clienthello", "client_tls", "request_headers", "server_connect", "server_tcp",
-                  "server_tls", "response_headers")
+TIMELINE_SCRIPT = Path(engine_timeline.__file__)
+TIMELINE_STEPS = engine_timeline.STEPS[1:]  # each step's time runs from the one before ("accepted" starts)
 DEFAULT_MEDIUM_COUNT = 512
 MEDIUM_PARALLEL = 32
 TRANSFER_TIMEOUT = 180  # seconds any one curl run may take
